@@ -1,0 +1,93 @@
+// fp4gemm public C++ API: raw pointers, shapes, strides and a stream. No torch, no pybind11.
+// Errors are std::invalid_argument (bad argument; the message names it) or std::runtime_error.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace fp4gemm {
+
+enum class Format : int { MXFP4 = 0, NVFP4 = 1, FP4Row = 2 };
+// Floor/RCeil/Even/Quest: MXFP4. TE/Torchao: NVFP4. Pow2/Amax: per-row FP4.
+enum class ScaleRule : int { Floor = 0, RCeil = 1, Even = 2, Quest = 3, TE = 4, Torchao = 5, Pow2 = 6, Amax = 7 };
+enum class Rounding : int { RTN = 0, SR = 1 };
+enum class DType : int { F32 = 0, F16 = 1, BF16 = 2 };
+// Which way the blocks run: along the last dimension of the 2D input view (rowwise), or along the
+// first (columnwise: the output is the quantization of the transpose, as the wgrad GEMM needs).
+enum class Direction : int { Rowwise = 0, Columnwise = 1 };
+
+// Elements per scale block along K (K = the whole row for per-row FP4).
+int block_size(Format fmt);
+// Default and admissible scale rules for a format.
+ScaleRule default_scale_rule(Format fmt);
+bool rule_fits_format(ScaleRule rule, Format fmt);
+
+// How one output (rowwise or columnwise) of a tensor is quantized.
+struct QuantizeConfig {
+  Format fmt = Format::MXFP4;
+  ScaleRule scale_rule = ScaleRule::Floor;
+  Rounding rounding = Rounding::RTN;
+  bool prescale = false;          // quantize (3/4)x; global_scale then carries 4/3 (Tseng et al.)
+  bool block_2d = false;          // NVFP4 only: one block amax per 16x16 tile (weights)
+  int hadamard = 0;               // RHT block g in {16, 32, 64, 128, 256}; 0 = off
+  uint32_t hadamard_signs[8] = {};  // bit i set: sign -1 on element i of each g-block
+  uint64_t seed = 0, offset = 0;  // SR random stream (Philox key and counter offset)
+  const float* amax_in = nullptr; // NVFP4: tensor amax to use (in x's memory space); null = compute it
+};
+
+// Where one quantized output goes. rows x K is the quantized view: [R, C] rowwise, [C, R] columnwise.
+struct QuantizedOut {
+  uint8_t* data = nullptr;        // [rows, K/2], two E2M1 codes per byte, element 2i in the low nibble
+  void* scale = nullptr;          // MX: uint8 E8M0 [rows, K/32]; NV: uint8 E4M3 [rows, K/16]; row: fp32 [rows]
+  float* amax = nullptr;          // NVFP4: 1 float, the tensor amax used (computed unless given)
+  uint8_t* clip_mask = nullptr;   // Quest only (optional): [rows, K/8] bits, bit set = |x/s| >= 6 (clipped)
+};
+
+// A quantized operand as the GEMM reads it (rows x K, rowwise along K).
+struct QuantizedIn {
+  Format fmt = Format::MXFP4;
+  ScaleRule scale_rule = ScaleRule::Floor;  // NVFP4: selects the TE or torchao decode order
+  const uint8_t* data = nullptr;
+  const void* scale = nullptr;
+  float global_scale = 1.0f;      // tensor-level factor: NVFP4 amax (see numerics.md), 4/3 prescale
+  const float* amax = nullptr;    // NVFP4: the tensor amax (1 float, in the operand's memory space)
+  int64_t rows = 0, k = 0;
+};
+
+// Quantize the 2D view x[R, C] (row stride ld elements, unit column stride) of dtype `dtype`.
+// row_cfg/row_out and col_cfg/col_out may each be null; at least one must be given.
+// device: false = CPU path (stream ignored); true = CUDA kernels on `stream`.
+void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld,
+              const QuantizeConfig* row_cfg, const QuantizedOut* row_out,
+              const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
+              bool device, void* stream);
+
+// Dequantize one operand to fp32 [rows, K] (includes global_scale).
+void dequantize(const QuantizedIn& q, float* out, bool device, void* stream);
+
+// D[M, N] = alpha * (A^ . B^T) [+ bias[N]] [+ beta * C[M, N]]  (A^: M x K, B^: N x K dequantized)
+struct GemmArgs {
+  QuantizedIn a, b;
+  double alpha = 1.0;
+  const float* bias = nullptr;    // fp32 [N] or null
+  const float* c = nullptr;       // fp32 [M, N] or null
+  double beta = 0.0;
+  void* d = nullptr;              // [M, N] row-major, ldd = N
+  DType out_dtype = DType::F32;
+  bool fp32_accumulate = false;   // CPU: sequential fp32 sums instead of float64 (exact) sums
+};
+void gemm(const GemmArgs& args, bool device, void* stream);
+
+// Scale layout conversions, canonical row-major [rows, cols] bytes <-> the 128x4 "blocked" layout
+// of cuBLAS / CUTLASS sm100 (rows padded to 128, cols to 4, padding zero).
+int64_t blocked_size(int64_t rows, int64_t cols);
+void scales_to_blocked(const uint8_t* canonical, int64_t rows, int64_t cols, uint8_t* blocked);
+void scales_from_blocked(const uint8_t* blocked, int64_t rows, int64_t cols, uint8_t* canonical);
+
+// The RHT sign bits for a seed (bit i set = sign -1), as numerics.h defines them.
+void hadamard_signs_from_seed(uint64_t seed, uint32_t out[8]);
+
+bool cuda_available();  // built with CUDA and a device is present
+
+}  // namespace fp4gemm

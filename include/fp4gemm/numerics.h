@@ -1,0 +1,390 @@
+// fp4gemm numerics: every rounding, scale rule, random-bit mapping and Hadamard butterfly of
+// SPEC.md sections 1-3, written once for the CPU path and the CUDA kernels alike.
+//
+// Everything here is plain fp32 / integer arithmetic with IEEE round-to-nearest, no fused
+// multiply-add and no approximate intrinsics, so the host compiler and nvcc produce identical bits.
+// (CMake builds with -ffp-contract=off and --fmad=false for that reason.)
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "fp4gemm/fp4gemm.h"
+
+#if defined(__CUDACC__)
+#define FP4_HD __host__ __device__ __forceinline__
+#define FP4_UNROLL _Pragma("unroll")
+#else
+#define FP4_HD inline
+#define FP4_UNROLL
+#endif
+
+namespace fp4gemm::num {
+
+constexpr float kE2M1Max = 6.0f;
+constexpr float kE4M3Max = 448.0f;
+constexpr float kFltMax = 3.40282346638528859812e+38f;
+constexpr int kMxBlock = 32;
+constexpr int kNvBlock = 16;
+constexpr uint8_t kE8M0NaN = 0xFF;
+constexpr uint8_t kE4M3NaN = 0x7F;
+// Quartet: 2.92247856 = MSE-optimal clip / sigma for a Gaussian on E2M1; divided by 6 in double.
+constexpr float kQuestScale = float(2.92247856 / 6.0);
+constexpr float kQuestEps = 1e-8f;
+
+// ---------------------------------------------------------------- bit helpers
+FP4_HD uint32_t f32_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  uint32_t u; std::memcpy(&u, &x, 4); return u;
+#endif
+}
+FP4_HD float bits_f32(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float x; std::memcpy(&x, &u, 4); return x;
+#endif
+}
+FP4_HD bool is_finite(float x) { return (f32_bits(x) & 0x7F800000u) != 0x7F800000u; }
+FP4_HD bool is_nan(float x) { return (f32_bits(x) & 0x7FFFFFFFu) > 0x7F800000u; }
+FP4_HD float abs_f(float x) { return bits_f32(f32_bits(x) & 0x7FFFFFFFu); }
+FP4_HD bool sign_bit(float x) { return (f32_bits(x) >> 31) != 0; }
+// Unbiased exponent field: 2^E <= |x| < 2^(E+1) for normal x; zero and subnormals give -127.
+FP4_HD int exp_field(float x) { return int((f32_bits(x) >> 23) & 0xFF) - 127; }
+// 2^e as fp32 for e in [-149, 127] (exact, subnormal below -126).
+FP4_HD float exp2i(int e) {
+  return e >= -126 ? bits_f32(uint32_t(e + 127) << 23) : bits_f32(1u << (e + 149));
+}
+FP4_HD int clamp_i(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+FP4_HD float min_f(float a, float b) { return b < a ? b : a; }  // a if b is NaN
+
+// Running amax that propagates NaN (fmaxf would drop it).
+FP4_HD float amax_update(float amax, float x) {
+  float a = abs_f(x);
+  return (is_nan(a) || a > amax) ? a : amax;
+}
+
+// ---------------------------------------------------------------- input conversion
+FP4_HD float bf16_to_f32(uint16_t h) { return bits_f32(uint32_t(h) << 16); }
+FP4_HD float f16_to_f32(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1F, m = h & 0x3FF;
+  if (e == 0x1F) return bits_f32(sign | 0x7F800000u | (m << 13));
+  if (e == 0) {  // subnormal: m * 2^-24, exact in fp32
+    float v = float(m) * exp2i(-24);
+    return sign ? -v : v;
+  }
+  return bits_f32(sign | ((e + 112) << 23) | (m << 13));
+}
+
+// ---------------------------------------------------------------- E2M1 (FP4)
+// Magnitudes of codes 0..7.
+FP4_HD float e2m1_value(uint8_t code) {
+  constexpr float kMag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  float m = kMag[code & 7];
+  return (code & 8) ? -m : m;
+}
+
+// Round-to-nearest, ties to the even code, saturating at 6; the sign survives a round to zero.
+FP4_HD uint8_t e2m1_rtn(float v) {
+  float a = abs_f(v);
+  uint8_t c = a <= 0.25f ? 0 : a < 0.75f ? 1 : a <= 1.25f ? 2 : a < 1.75f ? 3
+            : a <= 2.5f  ? 4 : a < 3.5f  ? 5 : a <= 5.0f  ? 6 : 7;
+  return uint8_t(c | (sign_bit(v) ? 8 : 0));
+}
+
+// Stochastic rounding with one 32-bit random word r. With grid neighbours lo <= |v| < hi the
+// code of hi is chosen iff r < floor(t * 2^32), t = (|v| - lo) / (hi - lo). t is exact in fp32
+// (Sterbenz: hi <= 2 lo, and hi - lo is a power of two), so CPU and GPU agree bit for bit and
+// P(hi) = t up to 2^-32.
+FP4_HD uint8_t e2m1_sr(float v, uint32_t r) {
+  float a = abs_f(v);
+  uint8_t s = sign_bit(v) ? 8 : 0;
+  if (a >= 6.0f) return uint8_t(7 | s);
+  uint8_t lo_code; float lo, inv_step;
+  if (a < 2.0f) { lo_code = uint8_t(a * 2.0f); lo = float(lo_code) * 0.5f; inv_step = 2.0f; }
+  else if (a < 4.0f) { lo_code = a < 3.0f ? 4 : 5; lo = a < 3.0f ? 2.0f : 3.0f; inv_step = 1.0f; }
+  else { lo_code = 6; lo = 4.0f; inv_step = 0.5f; }
+  float t = (a - lo) * inv_step;                            // in [0, 1)
+  uint32_t threshold = uint32_t(t * 4294967296.0f);          // floor: t * 2^32 < 2^32 exactly
+  return uint8_t((r < threshold ? lo_code + 1 : lo_code) | s);
+}
+
+// ---------------------------------------------------------------- E4M3 (OCP float8_e4m3fn)
+FP4_HD float e4m3_value(uint8_t b) {
+  uint32_t e = (b >> 3) & 0xF, m = b & 7;
+  float v;
+  if (e == 0xF && m == 7) v = bits_f32(0x7FC00000u);
+  else if (e == 0) v = float(m) * exp2i(-9);
+  else v = bits_f32(((e + 120) << 23) | (m << 20));
+  return (b & 0x80) ? -v : v;
+}
+
+// fp32 -> E4M3, round to nearest even, finite values saturate to +-448, NaN -> 0x7F (sign kept),
+// +-Inf -> +-448 (satfinite, as cvt.rn.satfinite.e4m3x2.f32).
+FP4_HD uint8_t e4m3_rne_satfinite(float x) {
+  uint32_t u = f32_bits(x);
+  uint8_t sign = uint8_t((u >> 24) & 0x80);
+  uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return uint8_t(sign | kE4M3NaN);
+  if (a >= 0x43E00000u) return uint8_t(sign | 0x7E);       // >= 448 (and Inf) saturates
+  int e = int(a >> 23) - 127;
+  if (e < -6) {
+    // Subnormal E4M3: multiples of 2^-9. a * 2^9 rounded to an integer (RNE); 8 -> min normal.
+    float q = bits_f32(a) * 512.0f;                         // exact (power of two, no overflow)
+    uint32_t n = uint32_t(q);
+    float frac = q - float(n);
+    if (frac > 0.5f || (frac == 0.5f && (n & 1))) ++n;
+    return uint8_t(sign | n);                                // n == 8 encodes 2^-6 correctly
+  }
+  // Normal: keep 3 mantissa bits, RNE on the 20 dropped bits; a carry bumps the exponent.
+  uint32_t mant = a & 0x7FFFFFu, keep = mant >> 20, rest = mant & 0xFFFFFu;
+  uint32_t biased = uint32_t(e + 7), code = (biased << 3) | keep;
+  if (rest > 0x80000u || (rest == 0x80000u && (keep & 1))) ++code;
+  if (code > 0x7E) code = 0x7E;                              // 464 would round past 448
+  return uint8_t(sign | code);
+}
+
+// ---------------------------------------------------------------- E8M0 scale rules (MXFP4)
+enum class MxRule : int { Floor = 0, RCeil = 1, Even = 2 };
+
+// Biased E8M0 byte of the block scale from the block amax (NaN/Inf amax -> 0xFF).
+FP4_HD uint8_t mx_scale_byte(float amax, MxRule rule) {
+  if (!is_finite(amax)) return kE8M0NaN;
+  int e;
+  if (rule == MxRule::Floor) {
+    e = exp_field(amax) - 2;                                 // 2 = emax of E2M1
+  } else if (rule == MxRule::Even) {
+    // torchao EVEN: round amax's mantissa to 1 bit (add half an ulp of a 1-bit mantissa,
+    // let the carry reach the exponent), then floor.
+    uint32_t u = f32_bits(amax) + (1u << 21);
+    e = int((u >> 23) & 0xFF) - 127 - 2;
+  } else {  // RCeil: smallest power of two >= fp32(amax / 6)
+    float q = amax / 6.0f;
+    uint32_t u = f32_bits(q);
+    int fe = int((u >> 23) & 0xFF);
+    if (fe == 0) e = -127;                                   // zero or subnormal quotient
+    else e = fe - 127 + ((u & 0x7FFFFFu) ? 1 : 0);
+  }
+  return uint8_t(clamp_i(e, -127, 127) + 127);
+}
+
+// Value of a biased E8M0 byte, 2^(b-127), NaN for 0xFF.
+FP4_HD float e8m0_value(uint8_t b) {
+  return b == kE8M0NaN ? bits_f32(0x7FC00000u) : exp2i(int(b) - 127);
+}
+
+// Multiplier that maps block values onto the E2M1 grid: 2^-(b-127). Exact in fp32.
+FP4_HD float e8m0_inverse(uint8_t b) { return exp2i(127 - int(b)); }
+
+// QuEST (Quartet forward): s = 2^floor(log2(sigma * 2.92247856 / 6 + 1e-8)), sigma the centred
+// population std of the 32 values. For a fixed fp32 order that cannot overflow, the block is first
+// normalized by 2^-E(amax) (exact), two-pass mean / variance with pairwise sums, sqrt, then scaled
+// back by 2^E. Non-finite blocks give 0xFF.
+FP4_HD float pairwise_sum32(const float* v) {
+  float s[16];
+FP4_UNROLL
+  for (int i = 0; i < 16; ++i) s[i] = v[i] + v[i + 16];
+FP4_UNROLL
+  for (int h = 8; h >= 1; h >>= 1)
+FP4_UNROLL
+    for (int i = 0; i < h; ++i) s[i] = s[i] + s[i + h];
+  return s[0];
+}
+FP4_HD uint8_t quest_scale_byte(const float* v /* 32 values */, float amax) {
+  if (!is_finite(amax)) return kE8M0NaN;
+  int E = exp_field(amax);
+  float norm = exp2i(-E), n[32];
+FP4_UNROLL
+  for (int i = 0; i < 32; ++i) n[i] = v[i] * norm;
+  float mean = pairwise_sum32(n) * (1.0f / 32.0f);
+FP4_UNROLL
+  for (int i = 0; i < 32; ++i) { float d = n[i] - mean; n[i] = d * d; }
+  float var = pairwise_sum32(n) * (1.0f / 32.0f);
+#if defined(__CUDA_ARCH__)
+  float sigma = __fsqrt_rn(var);
+#else
+  float sigma = __builtin_sqrtf(var);
+#endif
+  sigma = sigma * exp2i(E);                                  // < 2^128: no overflow
+  float t = sigma * kQuestScale + kQuestEps;                 // t >= 1e-8 > 0: a normal number
+  return uint8_t(clamp_i(exp_field(t), -127, 127) + 127);
+}
+
+// ---------------------------------------------------------------- NVFP4 (two-level scale)
+// TransformerEngine global encode scale S_enc = 448*6/A, FLT_MAX if that overflows,
+// 1 when A is 0, not finite, or the quotient underflows to 0.
+FP4_HD float nv_encode_scale(float tensor_amax) {
+  if (!is_finite(tensor_amax) || tensor_amax == 0.0f) return 1.0f;
+  float s = min_f((kE4M3Max * kE2M1Max) / tensor_amax, kFltMax);
+  return s == 0.0f ? 1.0f : s;
+}
+// TE block decode scale, in TE's fp32 order: amax_b * (S_enc * fp32(1/6)).
+FP4_HD uint8_t nv_te_scale_byte(float block_amax, float s_enc) {
+  if (!is_finite(block_amax)) return kE4M3NaN;
+  return e4m3_rne_satfinite(block_amax * (s_enc * (1.0f / 6.0f)));
+}
+// TE element multiplier: min(1 / (f32(s_b) * (1 / S_enc)), FLT_MAX).
+FP4_HD float nv_te_multiplier(uint8_t s_b, float s_enc) {
+  float denom = e4m3_value(s_b) * (1.0f / s_enc);
+  return min_f(1.0f / denom, kFltMax);
+}
+// TE dequantization scale of a block: (f32(s_b) * A) * fp32(1 / 2688), as TE's dequantize kernel.
+FP4_HD float nv_te_decode(uint8_t s_b, float tensor_amax) {
+  return (e4m3_value(s_b) * tensor_amax) * (1.0f / (kE4M3Max * kE2M1Max));
+}
+// torchao rule: per-tensor scale p = A / (448*6); s_b = e4m3(clamp((amax_b / 6) / p, 2^-6, 448));
+// element multiplier (1 / p) / f32(s_b). A = 0 (p = 0) gives scales 2^-6 and all-zero codes.
+FP4_HD float nv_torchao_tensor_scale(float tensor_amax) {
+  return tensor_amax / (kE4M3Max * kE2M1Max);
+}
+FP4_HD uint8_t nv_torchao_scale_byte(float block_amax, float tensor_scale) {
+  if (!is_finite(block_amax)) return kE4M3NaN;
+  float s = (block_amax / 6.0f) / tensor_scale;
+  if (is_nan(s) || s < 0.015625f) s = 0.015625f;            // 0/0 when A = 0
+  return e4m3_rne_satfinite(min_f(s, kE4M3Max));
+}
+FP4_HD float nv_torchao_multiplier(uint8_t s_b, float tensor_scale) {
+  if (tensor_scale == 0.0f) return 0.0f;
+  return (1.0f / tensor_scale) / e4m3_value(s_b);
+}
+FP4_HD float nv_torchao_decode(uint8_t s_b, float tensor_scale) {
+  return tensor_scale * e4m3_value(s_b);
+}
+
+// ---------------------------------------------------------------- per-row FP4 (Microsoft recipe)
+// pow2 (MS-AMP): multiplier 2^floor(log2(6 / amax)), never clips; amax rule: scale amax / 6.
+// Returns the fp32 dequantization scale of the row; amax 0 gives scale 1.
+FP4_HD float row_scale_pow2(float amax) {
+  if (!is_finite(amax)) return bits_f32(0x7FC00000u);
+  if (amax == 0.0f) return 1.0f;
+  float q = 6.0f / amax;                                     // may be +Inf for tiny amax
+  int e = is_finite(q) ? exp_field(q) : 127;
+  e = clamp_i(e, -126, 127);
+  return exp2i(-e);
+}
+FP4_HD float row_scale_amax(float amax) {
+  if (!is_finite(amax)) return bits_f32(0x7FC00000u);
+  return amax == 0.0f ? 1.0f : amax / 6.0f;
+}
+
+
+// ---------------------------------------------------------------- one block, one format
+// The per-block step every path shares: scale from the block (amax, or the values for QuEST),
+// multiplier from the stored scale, element encode. `tensor` is the per-tensor parameter:
+// S_enc (NVFP4 TE), the per-tensor scale p (NVFP4 torchao), unused otherwise.
+struct Codec {
+  Format fmt;
+  ScaleRule rule;
+  Rounding rounding;
+  bool prescale;
+  float tensor;
+
+  // Block / row scale from its amax. MXFP4 and NVFP4 return the byte in the low 8 bits of a
+  // float-free uint32; per-row FP4 returns the fp32 bits of the row scale.
+  FP4_HD uint32_t scale_from_amax(float amax) const {
+    switch (rule) {
+      case ScaleRule::Floor: return mx_scale_byte(amax, MxRule::Floor);
+      case ScaleRule::RCeil: return mx_scale_byte(amax, MxRule::RCeil);
+      case ScaleRule::Even: return mx_scale_byte(amax, MxRule::Even);
+      case ScaleRule::TE: return nv_te_scale_byte(amax, tensor);
+      case ScaleRule::Torchao: return nv_torchao_scale_byte(amax, tensor);
+      case ScaleRule::Pow2: return f32_bits(row_scale_pow2(amax));
+      case ScaleRule::Amax: return f32_bits(row_scale_amax(amax));
+      default: return kE8M0NaN;  // Quest: use quest_scale_byte
+    }
+  }
+  FP4_HD bool scale_is_nan(uint32_t s) const {
+    if (fmt == Format::MXFP4) return s == kE8M0NaN;
+    if (fmt == Format::NVFP4) return (s & 0x7F) == kE4M3NaN;
+    return is_nan(bits_f32(s));
+  }
+  // Scaled value v (before prescale and rounding): y * multiplier, or y / s for the exact row scale.
+  FP4_HD float scale_value(float y, uint32_t s) const {
+    float v;
+    if (fmt == Format::MXFP4) v = y * e8m0_inverse(uint8_t(s));
+    else if (rule == ScaleRule::TE) v = y * nv_te_multiplier(uint8_t(s), tensor);
+    else if (rule == ScaleRule::Torchao) v = y * nv_torchao_multiplier(uint8_t(s), tensor);
+    else if (rule == ScaleRule::Pow2) v = y * exp2i(-exp_field(bits_f32(s)));  // exact 1/s
+    else v = y / bits_f32(s);
+    return prescale ? v * 0.75f : v;
+  }
+  FP4_HD uint8_t encode(float v, uint32_t rbits) const {
+    return rounding == Rounding::SR ? e2m1_sr(v, rbits) : e2m1_rtn(v);
+  }
+};
+
+// ---------------------------------------------------------------- Philox4x32-10
+struct U32x4 { uint32_t x, y, z, w; };
+
+FP4_HD uint32_t mulhi32(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __umulhi(a, b);
+#else
+  return uint32_t((uint64_t(a) * uint64_t(b)) >> 32);
+#endif
+}
+
+// Random123 Philox4x32 with 10 rounds (the generator of curand and torch's CUDA RNG).
+FP4_HD U32x4 philox4x32_10(U32x4 c, uint32_t k0, uint32_t k1) {
+FP4_UNROLL
+  for (int round = 0; round < 10; ++round) {
+    uint32_t hi0 = mulhi32(0xD2511F53u, c.x), lo0 = 0xD2511F53u * c.x;
+    uint32_t hi1 = mulhi32(0xCD9E8D57u, c.z), lo1 = 0xCD9E8D57u * c.z;
+    c = U32x4{hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0};
+    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+  }
+  return c;
+}
+
+// Random streams. SR of the rowwise and the columnwise quantization of one tensor draw from
+// different streams; sign vectors of the Hadamard transform from their own.
+enum class Stream : uint32_t { Rowwise = 0, Columnwise = 1 };
+
+// The SR bits of the element at logical position p = row * K + k of the quantized [rows, K] view
+// (for a columnwise output, the view is the transpose): word p % 4 of
+// Philox(key = seed, counter = (lo(p/4), hi(p/4) | stream << 31, lo(offset), hi(offset))).
+FP4_HD U32x4 sr_bits4(uint64_t seed, uint64_t offset, Stream stream, uint64_t group /* p / 4 */) {
+  U32x4 c{uint32_t(group), uint32_t(group >> 32) | (uint32_t(stream) << 31),
+          uint32_t(offset), uint32_t(offset >> 32)};
+  return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32));
+}
+FP4_HD uint32_t u32x4_get(const U32x4& r, int i) { return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w; }
+
+// Hadamard sign vector from a seed: bit i of the 256-bit string made of
+// Philox(key = seed, counter = (j, 0, 0, 0x48414441 'HADA')) for j = 0, 1 (words x, y, z, w in order);
+// a set bit means sign -1.
+FP4_HD void hadamard_sign_bits(uint64_t seed, uint32_t out[8]) {
+  for (uint32_t j = 0; j < 2; ++j) {
+    U32x4 r = philox4x32_10(U32x4{j, 0u, 0u, 0x48414441u}, uint32_t(seed), uint32_t(seed >> 32));
+    out[4 * j + 0] = r.x; out[4 * j + 1] = r.y; out[4 * j + 2] = r.z; out[4 * j + 3] = r.w;
+  }
+}
+
+// ---------------------------------------------------------------- Hadamard transform
+// In-place x <- (x . s) H_g / sqrt(g) on one block of g values (g a power of two <= 256):
+// sign flips, butterflies in stages h = 1, 2, 4, ... (Sylvester order), then one multiply by
+// fp32(1/sqrt(g)). Every CPU and GPU path uses exactly this sequence of fp32 operations.
+FP4_HD float inv_sqrt_pow2(int g) {
+  // fp32(1/sqrt(g)) for g = 2^n: exact power of two for even n, else 2^-(n+1)/2 * sqrt(2) rounded.
+  int n = 0;
+  while ((1 << n) < g) ++n;
+  float v = exp2i(-(n / 2));
+  return (n & 1) ? v * 0.70710678118654752440f : v;
+}
+FP4_HD void hadamard_block(float* x, int g, const uint32_t sign_bits[8]) {
+  for (int i = 0; i < g; ++i)
+    if ((sign_bits[i >> 5] >> (i & 31)) & 1u) x[i] = -x[i];
+  for (int h = 1; h < g; h <<= 1)
+    for (int i = 0; i < g; i += 2 * h)
+      for (int j = i; j < i + h; ++j) {
+        float a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+  float scale = inv_sqrt_pow2(g);
+  for (int i = 0; i < g; ++i) x[i] = x[i] * scale;
+}
+
+}  // namespace fp4gemm::num

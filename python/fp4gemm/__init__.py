@@ -1,0 +1,22 @@
+"""fp4gemm: block-scaled FP4 (MXFP4 / NVFP4 / per-row) quantization and GEMMs.
+
+    q = fp4gemm.quantize(x, fmt="mxfp4")          # QuantizedTensor
+    y = fp4gemm.matmul(a, b, fmt="nvfp4")         # like torch.matmul, both operands in FP4
+"""
+from . import _C
+from .config import FORMATS, HADAMARD_SIZES, SCALE_RULES, TE_RHT_SIGNS, Hadamard, hadamard_signs
+from .gemm import gemm, matmul
+from .layout import from_blocked, to_blocked
+from .quantize import quantize
+from .tensor import QuantizedTensor
+
+__version__ = "0.1.0"
+
+
+def cuda_available() -> bool:
+    """True when this build has CUDA kernels and a GPU is visible."""
+    return bool(_C.cuda_available())
+
+
+__all__ = ["quantize", "matmul", "gemm", "QuantizedTensor", "Hadamard", "hadamard_signs", "to_blocked",
+           "from_blocked", "FORMATS", "SCALE_RULES", "HADAMARD_SIZES", "TE_RHT_SIGNS", "cuda_available"]

@@ -1,0 +1,63 @@
+"""GEMMs of quantized operands: fp4gemm.gemm (two QuantizedTensors) and fp4gemm.matmul (torch-like)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import ops
+from .quantize import fresh_seed, quantize
+from .tensor import QuantizedTensor
+
+
+def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: Optional[torch.Tensor] = None,
+         out_dtype: torch.dtype = torch.bfloat16, accumulate: str = "float64") -> torch.Tensor:
+    """D[..., N] = alpha * A^ B^T + bias, A^ = qa [..., K], B^ = qb [N, K] dequantized (SPEC.md 4).
+
+    accumulate: "float64" (exact reference) or "float32" (CPU path only; sequential fp32 sums).
+    """
+    for name, q in (("qa", qa), ("qb", qb)):
+        if not isinstance(q, QuantizedTensor):
+            raise ValueError(f"{name}: expected a QuantizedTensor, got {type(q).__name__}")
+    if qb.qdata.dim() != 2:
+        raise ValueError(f"qb: must be 2D [N, K], got shape {tuple(qb.shape)}")
+    if qa.shape[-1] != qb.shape[-1]:
+        raise ValueError(f"qb: K={qb.shape[-1]} does not match qa's K={qa.shape[-1]}")
+    if (qa.hadamard_signs or None) != (qb.hadamard_signs or None):
+        raise ValueError("qb: its Hadamard transform differs from qa's; A.B^T would not be preserved")
+    if accumulate not in ("float64", "float32"):
+        raise ValueError(f"accumulate: 'float64' or 'float32', got {accumulate!r}")
+    a2 = qa.codes().reshape(-1, qa.qdata.shape[-1])
+    sa = qa.scale_bytes().reshape(-1, qa.scale.shape[-1])
+    d = ops.gemm_op(a2, sa, qa.amax, qa.fmt, qa.scale_rule, qa.global_scale,
+                    qb.codes(), qb.scale_bytes(), qb.amax, qb.fmt, qb.scale_rule, qb.global_scale,
+                    float(alpha), bias, out_dtype, accumulate == "float32")
+    return d.reshape(list(qa.shape[:-1]) + [qb.shape[0]])
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] = None,
+           rounding: str = "rtn", hadamard=None, prescale: bool = False, seed: Optional[int] = None,
+           bias: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """FP4 version of torch.matmul(a, b) + bias: a [..., M, K], b [K, N]; both quantized along K.
+
+    b = W.t() of an nn.Linear weight is used without a copy. Both operands get the same Hadamard.
+    With SR and an explicit seed, a uses (seed, 0) and b (seed + 1, 0). Output dtype: a's unless given.
+    """
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if b.dim() != 2:
+        raise ValueError(f"b: must be 2D [K, N], got shape {tuple(b.shape)}")
+    if a.dim() < 1 or a.shape[-1] != b.shape[0]:
+        raise ValueError(f"b: shape {tuple(b.shape)} does not match a's K={a.shape[-1] if a.dim() else None}")
+    if a.device != b.device:
+        raise ValueError(f"b: on {b.device}, but a is on {a.device}")
+    if rounding == "sr" and seed is None:
+        seed = fresh_seed()
+    kw = dict(fmt=fmt, scale_rule=scale_rule, rounding=rounding, hadamard=hadamard, prescale=prescale)
+    qa = quantize(a, seed=seed, **kw)
+    bt = b.t()
+    if bt.shape[-1] > 1 and bt.stride(-1) != 1:
+        bt = bt.contiguous()
+    qb = quantize(bt, seed=None if seed is None else seed + 1, **kw)
+    return gemm(qa, qb, bias=bias, out_dtype=out_dtype or a.dtype)

@@ -1,0 +1,195 @@
+"""torch.library custom ops over the native core: the only place where torch tensors meet _C.
+
+Each op validates what only torch can see (dtype, device, strides), passes raw pointers, shapes and
+the current stream to _C, and has a fake implementation so torch.compile can trace through it.
+Quantized components travel as uint8 tensors; tensor.py gives them their float4 / float8 dtypes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from . import _C
+from .config import FORMATS, ROUNDINGS, SCALE_RULES, BLOCK
+
+_DTYPES = {torch.float32: _C.DType.F32, torch.float16: _C.DType.F16, torch.bfloat16: _C.DType.BF16}
+
+
+def native_dtype(t: torch.Tensor, arg: str):
+    if t.dtype not in _DTYPES:
+        raise ValueError(f"{arg}: dtype must be float32, float16 or bfloat16, got {t.dtype}")
+    return _DTYPES[t.dtype]
+
+
+def device_args(t: torch.Tensor, arg: str) -> tuple[bool, int]:
+    """(on_device, stream) for the native call; CPU tensors run the CPU path."""
+    if t.device.type == "cpu":
+        return False, 0
+    if t.device.type != "cuda":
+        raise ValueError(f"{arg}: tensors must be on the CPU or a CUDA device, got {t.device}")
+    if not _C.cuda_available():
+        raise ValueError(f"{arg}: is on {t.device}, but this fp4gemm build has no CUDA kernels "
+                         "(rebuild with nvcc present, FP4GEMM_CUDA=ON) or no GPU is visible")
+    return True, torch.cuda.current_stream(t.device).cuda_stream
+
+
+def rows_k_ld(x: torch.Tensor, arg: str) -> tuple[int, int, int]:
+    """View x[..., K] as a 2D [rows, K] matrix with unit column stride and row stride ld."""
+    if x.dim() == 0:
+        raise ValueError(f"{arg}: needs at least one dimension")
+    K = x.shape[-1]
+    rows = math.prod(x.shape[:-1])
+    if x.numel() == 0:
+        raise ValueError(f"{arg}: empty tensor of shape {tuple(x.shape)}")
+    if K > 1 and x.stride(-1) != 1:
+        raise ValueError(f"{arg}: the last dimension must be contiguous (stride 1), got strides {tuple(x.stride())}")
+    if x.dim() == 1 or rows == 1:
+        return rows, K, K
+    if x.dim() > 2 and not x.is_contiguous():
+        raise ValueError(f"{arg}: a tensor with leading batch dimensions must be contiguous")
+    return rows, K, x.stride(-2)
+
+
+def _config(fmt, rule, rounding, prescale, block_2d, g, signs, seed, offset, amax):
+    c = _C.QuantizeConfig()
+    c.fmt, c.scale_rule, c.rounding = FORMATS[fmt], SCALE_RULES[rule], ROUNDINGS[rounding]
+    c.prescale, c.block_2d, c.hadamard = prescale, block_2d, g
+    c.hadamard_signs = [w & 0xFFFFFFFF for w in signs] if signs else [0] * 8
+    c.seed, c.offset = seed & (2**64 - 1), offset & (2**64 - 1)
+    if amax is not None:
+        c.amax_in = amax.data_ptr()
+    return c
+
+
+def _out_shapes(lead: list[int], K: int, fmt: str, clip_mask: bool):
+    """Shapes (data, scale, mask) of a quantized [*lead, K] output."""
+    nscale = 1 if fmt == "fp4_row" else K // BLOCK[fmt]
+    return lead + [K // 2], lead + [nscale], (lead + [K // 8]) if clip_mask else [0]
+
+
+def _alloc(x: torch.Tensor, lead: list[int], K: int, fmt: str, clip_mask: bool):
+    d, s, m = _out_shapes(lead, K, fmt, clip_mask)
+    data = torch.empty(d, dtype=torch.uint8, device=x.device)
+    scale = torch.empty(s, dtype=torch.float32 if fmt == "fp4_row" else torch.uint8, device=x.device)
+    amax = torch.empty([] if fmt == "nvfp4" else [0], dtype=torch.float32, device=x.device)
+    mask = torch.zeros(m, dtype=torch.uint8, device=x.device)
+    return data, scale, amax, mask
+
+
+def _out(data, scale, amax, mask, fmt, clip_mask):
+    o = _C.QuantizedOut()
+    o.data, o.scale = data.data_ptr(), scale.data_ptr()
+    if fmt == "nvfp4":
+        o.amax = amax.data_ptr()
+    if clip_mask:
+        o.clip_mask = mask.data_ptr()
+    return o
+
+
+_Q8 = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+            torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@torch.library.custom_op("fp4gemm::quantize", mutates_args=())
+def quantize_op(x: torch.Tensor, fmt: str, scale_rule: str, rounding: str, prescale: bool, block_2d: bool,
+                hadamard: int, signs: list[int], col_hadamard: int, col_signs: list[int], seed: int, offset: int,
+                rowwise: bool, columnwise: bool, amax: Optional[torch.Tensor], clip_mask: bool) -> _Q8:
+    """Rowwise and/or columnwise quantization of x[..., K]; absent outputs are empty tensors."""
+    dt = native_dtype(x, "x")
+    on_device, stream = device_args(x, "x")
+    rows, K, ld = rows_k_ld(x, "x")
+    if amax is not None and (amax.numel() != 1 or amax.dtype != torch.float32 or amax.device != x.device):
+        raise ValueError("amax: must be a one-element float32 tensor on x's device")
+    lead = list(x.shape[:-1]) if x.dim() > 1 else [1]
+    empty = [x.new_empty([0], dtype=torch.uint8) for _ in range(4)]
+    row = _alloc(x, lead, K, fmt, clip_mask) if rowwise else empty
+    col = _alloc(x, [K], rows, fmt, clip_mask) if columnwise else empty
+    cfg = lambda g, s: _config(fmt, scale_rule, rounding, prescale, block_2d, g, s, seed, offset, amax)
+    _C.quantize(x.data_ptr(), dt, rows, K, ld,
+                cfg(hadamard, signs) if rowwise else None, _out(*row, fmt, clip_mask) if rowwise else None,
+                cfg(col_hadamard, col_signs) if columnwise else None, _out(*col, fmt, clip_mask) if columnwise else None,
+                on_device, stream)
+    if x.dim() == 1 and rowwise:
+        row = tuple(t.reshape(t.shape[1:]) if t.dim() > 1 else t for t in row)
+    return (*row, *col)
+
+
+@quantize_op.register_fake
+def _(x, fmt, scale_rule, rounding, prescale, block_2d, hadamard, signs, col_hadamard, col_signs, seed, offset,
+      rowwise, columnwise, amax, clip_mask):
+    K = x.shape[-1]
+    rows = math.prod(x.shape[:-1])
+    lead = list(x.shape[:-1])
+    empty = [x.new_empty([0], dtype=torch.uint8) for _ in range(4)]
+    row = _alloc(x, lead, K, fmt, clip_mask) if rowwise else empty
+    col = _alloc(x, [K], rows, fmt, clip_mask) if columnwise else empty
+    return (*row, *col)
+
+
+def operand(data: torch.Tensor, scale: torch.Tensor, amax: Optional[torch.Tensor], fmt: str, rule: str,
+            global_scale: float, arg: str):
+    """A _C.QuantizedIn over uint8 data [rows, K/2] (leading dims flattened)."""
+    if data.dtype != torch.uint8 or not data.is_contiguous() or not scale.is_contiguous():
+        raise ValueError(f"{arg}: quantized data and scales must be contiguous uint8 tensors")
+    q = _C.QuantizedIn()
+    q.fmt, q.scale_rule = FORMATS[fmt], SCALE_RULES[rule]
+    q.data, q.scale = data.data_ptr(), scale.data_ptr()
+    q.global_scale = float(global_scale)
+    q.k = data.shape[-1] * 2
+    q.rows = data.numel() // max(data.shape[-1], 1)
+    if fmt == "nvfp4":
+        if amax is None or amax.numel() != 1:
+            raise ValueError(f"{arg}: nvfp4 operands need their tensor amax")
+        q.amax = amax.data_ptr()
+    return q
+
+
+@torch.library.custom_op("fp4gemm::dequantize", mutates_args=())
+def dequantize_op(data: torch.Tensor, scale: torch.Tensor, amax: Optional[torch.Tensor], fmt: str, scale_rule: str,
+                  global_scale: float) -> torch.Tensor:
+    on_device, stream = device_args(data, "data")
+    out = torch.empty(list(data.shape[:-1]) + [data.shape[-1] * 2], dtype=torch.float32, device=data.device)
+    _C.dequantize(operand(data, scale, amax, fmt, scale_rule, global_scale, "q"), out.data_ptr(), on_device, stream)
+    return out
+
+
+@dequantize_op.register_fake
+def _(data, scale, amax, fmt, scale_rule, global_scale):
+    return data.new_empty(list(data.shape[:-1]) + [data.shape[-1] * 2], dtype=torch.float32)
+
+
+@torch.library.custom_op("fp4gemm::gemm", mutates_args=())
+def gemm_op(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.Tensor], a_fmt: str, a_rule: str,
+            a_global: float, b_data: torch.Tensor, b_scale: torch.Tensor, b_amax: Optional[torch.Tensor], b_fmt: str,
+            b_rule: str, b_global: float, alpha: float, bias: Optional[torch.Tensor], out_dtype: torch.dtype,
+            fp32_accumulate: bool) -> torch.Tensor:
+    """D[M, N] = alpha * A^ B^T (+ bias): A [M, K/2], B [N, K/2] packed, K-major ("TN")."""
+    if a_data.device != b_data.device:
+        raise ValueError(f"b: on {b_data.device}, but a is on {a_data.device}")
+    if out_dtype not in _DTYPES:
+        raise ValueError(f"out_dtype: must be float32, float16 or bfloat16, got {out_dtype}")
+    on_device, stream = device_args(a_data, "a")
+    args = _C.GemmArgs()
+    args.a = operand(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, "a")
+    args.b = operand(b_data, b_scale, b_amax, b_fmt, b_rule, b_global, "b")
+    args.alpha = alpha
+    M, N = args.a.rows, args.b.rows
+    if bias is not None:
+        if bias.shape != (N,) or bias.device != a_data.device:
+            raise ValueError(f"bias: must have shape ({N},) on {a_data.device}, got {tuple(bias.shape)} on {bias.device}")
+        bias = bias.float().contiguous()
+        args.bias = bias.data_ptr()
+    out = torch.empty([M, N], dtype=out_dtype, device=a_data.device)
+    args.d, args.out_dtype, args.fp32_accumulate = out.data_ptr(), _DTYPES[out_dtype], fp32_accumulate
+    _C.gemm(args, on_device, stream)
+    return out
+
+
+@gemm_op.register_fake
+def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax, b_fmt, b_rule, b_global, alpha,
+      bias, out_dtype, fp32_accumulate):
+    M = a_data.numel() // a_data.shape[-1]
+    N = b_data.numel() // b_data.shape[-1]
+    return a_data.new_empty([M, N], dtype=out_dtype)

@@ -1,0 +1,70 @@
+"""QuantizedTensor: one quantized operand (packed E2M1 codes + block scales + tensor-level factors)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from . import ops
+
+
+@dataclass
+class QuantizedTensor:
+    """FP4 data of a tensor x[..., K], blocks along K (SPEC.md 2).
+
+    qdata:  torch.float4_e2m1fn_x2 [..., K/2]; element 2i in the low nibble of byte i.
+    scale:  float8_e8m0fnu [..., K/32] (mxfp4), float8_e4m3fn [..., K/16] (nvfp4), float32 [..., 1] (fp4_row).
+    amax:   nvfp4 only: the fp32 tensor amax of the quantized values (0-dim).
+    global_scale: tensor-level factor folded into dequantization and GEMMs (4/3 with prescale).
+    clip_mask: quest only, if asked: uint8 [..., K/8], bit k%8 of byte k/8 set = element was clipped.
+    columnwise: the quantization of x.reshape(-1, K).T (blocks along the rows), if asked.
+    """
+
+    qdata: torch.Tensor
+    scale: torch.Tensor
+    fmt: str
+    scale_rule: str
+    rounding: str
+    dtype: torch.dtype
+    global_scale: float = 1.0
+    amax: Optional[torch.Tensor] = None
+    clip_mask: Optional[torch.Tensor] = None
+    hadamard_signs: Optional[list] = None
+    columnwise: Optional["QuantizedTensor"] = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(list(self.qdata.shape[:-1]) + [self.qdata.shape[-1] * 2])
+
+    @property
+    def block(self) -> int:
+        return self.shape[-1] if self.fmt == "fp4_row" else {"mxfp4": 32, "nvfp4": 16}[self.fmt]
+
+    @property
+    def hadamard(self) -> int:
+        return len(self.hadamard_signs) if self.hadamard_signs else 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.qdata.device
+
+    def codes(self) -> torch.Tensor:
+        """The packed bytes as uint8."""
+        return self.qdata.view(torch.uint8)
+
+    def scale_bytes(self) -> torch.Tensor:
+        """Block scales as raw uint8 (float32 for fp4_row)."""
+        return self.scale if self.fmt == "fp4_row" else self.scale.view(torch.uint8)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Values in the quantization basis (RHT not undone), times global_scale."""
+        out = ops.dequantize_op(self.codes(), self.scale_bytes(), self.amax, self.fmt, self.scale_rule,
+                                self.global_scale)
+        return out.to(dtype)
+
+    def blocked_scale(self) -> torch.Tensor:
+        """Scales in the 128x4 blocked layout of cuBLAS / CUTLASS sm100 (2D view [rows, K/block])."""
+        from .layout import to_blocked
+        s = self.scale_bytes()
+        return to_blocked(s.reshape(-1, s.shape[-1]))

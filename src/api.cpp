@@ -1,0 +1,124 @@
+// Argument validation and dispatch: every public entry point checks its arguments here, names the
+// one that is wrong, then runs the CPU path or the CUDA kernels.
+#include <string>
+
+#include "cpu.h"
+#include "fp4gemm/fp4gemm.h"
+#include "fp4gemm/numerics.h"
+
+namespace fp4gemm {
+namespace {
+
+[[noreturn]] void bad(const std::string& arg, const std::string& why) {
+  throw std::invalid_argument(arg + ": " + why);
+}
+
+const char* fmt_name(Format f) { return f == Format::MXFP4 ? "mxfp4" : f == Format::NVFP4 ? "nvfp4" : "fp4_row"; }
+
+void check_config(const QuantizeConfig& cfg, int64_t K, const char* which) {
+  const std::string cfg_name = std::string(which) + " config";
+  if (int(cfg.fmt) < 0 || int(cfg.fmt) > 2) bad(cfg_name + ".fmt", "unknown format");
+  if (!rule_fits_format(cfg.scale_rule, cfg.fmt))
+    bad(cfg_name + ".scale_rule", std::string("not a scale rule of ") + fmt_name(cfg.fmt));
+  if (cfg.rounding != Rounding::RTN && cfg.rounding != Rounding::SR) bad(cfg_name + ".rounding", "unknown rounding");
+  const int g = cfg.hadamard;
+  if (g != 0 && g != 16 && g != 32 && g != 64 && g != 128 && g != 256)
+    bad(cfg_name + ".hadamard", "block g must be 0 (off) or one of 16, 32, 64, 128, 256, got " + std::to_string(g));
+  if (cfg.block_2d && cfg.fmt != Format::NVFP4) bad(cfg_name + ".block_2d", "16x16 blocks exist for nvfp4 only");
+  const int64_t bs = cfg.fmt == Format::FP4Row ? 16 : block_size(cfg.fmt);
+  if (K % bs != 0)
+    bad("x", std::string("the quantized dimension (") + which + ", K=" + std::to_string(K) +
+                 ") must be a multiple of " + std::to_string(bs) + " for " + fmt_name(cfg.fmt));
+  if (g && K % g != 0)
+    bad("x", std::string("the quantized dimension (") + which + ", K=" + std::to_string(K) +
+                 ") must be a multiple of the Hadamard block " + std::to_string(g));
+}
+
+void check_out(const QuantizedOut* out, const QuantizeConfig& cfg, const char* which) {
+  const std::string n = std::string(which) + " out";
+  if (!out) bad(n, "missing output for a requested direction");
+  if (!out->data) bad(n + ".data", "null pointer");
+  if (!out->scale) bad(n + ".scale", "null pointer");
+  if (cfg.fmt == Format::NVFP4 && !out->amax) bad(n + ".amax", "nvfp4 needs an amax output");
+  if (cfg.amax_in && cfg.fmt != Format::NVFP4) bad(std::string(which) + " config.amax_in", "only nvfp4 takes a tensor amax");
+  if (out->clip_mask && cfg.scale_rule != ScaleRule::Quest) bad(n + ".clip_mask", "only the quest rule writes a clip mask");
+}
+
+void check_operand(const QuantizedIn& q, const char* name) {
+  const std::string n(name);
+  if (!q.data) bad(n + ".data", "null pointer");
+  if (!q.scale) bad(n + ".scale", "null pointer");
+  if (q.rows <= 0 || q.k <= 0) bad(n, "empty operand");
+  if (q.fmt == Format::NVFP4 && !q.amax) bad(n + ".amax", "nvfp4 operands need their tensor amax");
+  const int64_t bs = q.fmt == Format::FP4Row ? 16 : block_size(q.fmt);
+  if (q.k % bs != 0) bad(n, "K=" + std::to_string(q.k) + " is not a multiple of " + std::to_string(bs));
+}
+
+void check_device(bool device) {
+  if (device && !cuda_available())
+    throw std::runtime_error("fp4gemm: CUDA path requested, but fp4gemm was built without CUDA or no GPU is present");
+}
+
+}  // namespace
+
+int block_size(Format fmt) {
+  return fmt == Format::MXFP4 ? num::kMxBlock : fmt == Format::NVFP4 ? num::kNvBlock : 0;
+}
+
+ScaleRule default_scale_rule(Format fmt) {
+  return fmt == Format::MXFP4 ? ScaleRule::Floor : fmt == Format::NVFP4 ? ScaleRule::TE : ScaleRule::Pow2;
+}
+
+bool rule_fits_format(ScaleRule r, Format fmt) {
+  switch (fmt) {
+    case Format::MXFP4: return r == ScaleRule::Floor || r == ScaleRule::RCeil || r == ScaleRule::Even || r == ScaleRule::Quest;
+    case Format::NVFP4: return r == ScaleRule::TE || r == ScaleRule::Torchao;
+    case Format::FP4Row: return r == ScaleRule::Pow2 || r == ScaleRule::Amax;
+  }
+  return false;
+}
+
+void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld,
+              const QuantizeConfig* row_cfg, const QuantizedOut* row_out,
+              const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
+              bool device, void* stream) {
+  if (!x) bad("x", "null pointer");
+  if (int(dtype) < 0 || int(dtype) > 2) bad("x", "dtype must be float32, float16 or bfloat16");
+  if (R <= 0 || C <= 0) bad("x", "empty tensor (" + std::to_string(R) + " x " + std::to_string(C) + ")");
+  if (ld < C) bad("ld", "row stride " + std::to_string(ld) + " is smaller than the row length " + std::to_string(C));
+  if (!row_cfg && !col_cfg) bad("rowwise/columnwise", "at least one output direction is needed");
+  if (row_cfg) { check_config(*row_cfg, C, "rowwise"); check_out(row_out, *row_cfg, "rowwise"); }
+  if (col_cfg) { check_config(*col_cfg, R, "columnwise"); check_out(col_out, *col_cfg, "columnwise"); }
+  check_device(device);
+  (void)stream;
+  if (row_cfg) cpu::quantize_direction(x, dtype, R, C, ld, Direction::Rowwise, *row_cfg, *row_out);
+  if (col_cfg) cpu::quantize_direction(x, dtype, R, C, ld, Direction::Columnwise, *col_cfg, *col_out);
+}
+
+void dequantize(const QuantizedIn& q, float* out, bool device, void* stream) {
+  check_operand(q, "q");
+  if (!out) bad("out", "null pointer");
+  check_device(device);
+  (void)stream;
+  cpu::dequantize(q, out);
+}
+
+void gemm(const GemmArgs& args, bool device, void* stream) {
+  check_operand(args.a, "a");
+  check_operand(args.b, "b");
+  if (args.a.k != args.b.k)
+    bad("b", "K=" + std::to_string(args.b.k) + " does not match a's K=" + std::to_string(args.a.k));
+  if (!args.d) bad("d", "null pointer");
+  if (int(args.out_dtype) < 0 || int(args.out_dtype) > 2) bad("out_dtype", "must be float32, float16 or bfloat16");
+  check_device(device);
+  (void)stream;
+  cpu::gemm(args);
+}
+
+void hadamard_signs_from_seed(uint64_t seed, uint32_t out[8]) { num::hadamard_sign_bits(seed, out); }
+
+#ifndef FP4GEMM_WITH_CUDA
+bool cuda_available() { return false; }
+#endif
+
+}  // namespace fp4gemm
