@@ -115,6 +115,19 @@ void gemm(const GemmArgs& args, bool device, void* stream) {
   cpu::gemm(args);
 }
 
+void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int64_t ld, int g,
+                        const uint32_t signs[8], float* out, bool device, void* stream) {
+  if (!x) bad("x", "null pointer");
+  if (!out) bad("out", "null pointer");
+  if (rows <= 0 || K <= 0) bad("x", "empty tensor");
+  if (ld < K) bad("ld", "row stride smaller than the row length");
+  if (g != 16 && g != 32 && g != 64 && g != 128 && g != 256) bad("g", "must be one of 16, 32, 64, 128, 256");
+  if (K % g != 0) bad("x", "last dimension K=" + std::to_string(K) + " is not a multiple of g=" + std::to_string(g));
+  check_device(device);
+  (void)stream;
+  cpu::hadamard_transform(x, dtype, rows, K, ld, g, signs, out);
+}
+
 void hadamard_signs_from_seed(uint64_t seed, uint32_t out[8]) { num::hadamard_sign_bits(seed, out); }
 
 #ifndef FP4GEMM_WITH_CUDA

@@ -111,6 +111,13 @@ PYBIND11_MODULE(_C, m) {
         scales_from_blocked(ptr<const uint8_t>(src), rows, cols, ptr<uint8_t>(dst));
       },
       py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "hadamard_transform",
+      [](uintptr_t x, DType dt, int64_t rows, int64_t K, int64_t ld, int g, const std::array<uint32_t, 8>& signs,
+         uintptr_t out, bool device, uintptr_t stream) {
+        hadamard_transform(ptr<const void>(x), dt, rows, K, ld, g, signs.data(), ptr<float>(out), device, ptr<void>(stream));
+      },
+      py::call_guard<py::gil_scoped_release>());
   m.def("hadamard_signs_from_seed", [](uint64_t seed) {
     std::array<uint32_t, 8> out{};
     hadamard_signs_from_seed(seed, out.data());

@@ -13,5 +13,7 @@ void dequantize_row(const QuantizedIn& q, int64_t r, double* out);
 double tensor_factor(const QuantizedIn& q);
 void dequantize(const QuantizedIn& q, float* out);
 void gemm(const GemmArgs& args);
+void hadamard_transform(const void* x, DType dt, int64_t rows, int64_t K, int64_t ld, int g, const uint32_t signs[8],
+                        float* out);
 
 }  // namespace fp4gemm::cpu

@@ -95,4 +95,12 @@ void quantize_direction(const void* x, DType dt, int64_t R, int64_t C, int64_t l
   }
 }
 
+void hadamard_transform(const void* x, DType dt, int64_t rows, int64_t K, int64_t ld, int g, const uint32_t signs[8],
+                        float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < K; ++k) out[r * K + k] = load(x, dt, r * ld + k);
+    for (int64_t k = 0; k < K; k += g) hadamard_block(&out[r * K + k], g, signs);
+  }
+}
+
 }  // namespace fp4gemm::cpu

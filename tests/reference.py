@@ -492,7 +492,7 @@ def quantize(x, fmt="mxfp4", scale_rule=None, rounding="rtn", prescale=False, bl
                 e = np.where(ra == 0, 0, e)
                 e = np.where(nonfinite[:, 0], 0, e)
                 scale = pow2_f32(-e)
-                v = mul_pow2_f32(np.where(nonfinite, F32(0), yb), e[:, None, None])
+                v = mul_pow2_f32(np.where(nonfinite[..., None], F32(0), yb), e[:, None, None])
             else:
                 scale = ra / F32(6)
                 scale = np.where(ra == 0, F32(1), scale).astype(F32)

@@ -85,6 +85,11 @@ int64_t blocked_size(int64_t rows, int64_t cols);
 void scales_to_blocked(const uint8_t* canonical, int64_t rows, int64_t cols, uint8_t* blocked);
 void scales_from_blocked(const uint8_t* blocked, int64_t rows, int64_t cols, uint8_t* canonical);
 
+// out[rows, K] (fp32, contiguous) = blockwise RHT of x[rows, K] (row stride ld): (x . s) H_g / sqrt(g),
+// exactly the transform quantize() applies. Applying it twice with all-plus signs returns x . s.
+void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int64_t ld, int g,
+                        const uint32_t signs[8], float* out, bool device, void* stream);
+
 // The RHT sign bits for a seed (bit i set = sign -1), as numerics.h defines them.
 void hadamard_signs_from_seed(uint64_t seed, uint32_t out[8]);
 

@@ -4,7 +4,8 @@
     y = fp4gemm.matmul(a, b, fmt="nvfp4")         # like torch.matmul, both operands in FP4
 """
 from . import _C
-from .config import FORMATS, HADAMARD_SIZES, SCALE_RULES, TE_RHT_SIGNS, Hadamard, hadamard_signs
+from .config import FORMATS, SCALE_RULES
+from .hadamard import HADAMARD_SIZES, TE_RHT_SIGNS, Hadamard, hadamard_signs, hadamard_transform
 from .gemm import gemm, matmul
 from .layout import from_blocked, to_blocked
 from .quantize import quantize
@@ -18,5 +19,5 @@ def cuda_available() -> bool:
     return bool(_C.cuda_available())
 
 
-__all__ = ["quantize", "matmul", "gemm", "QuantizedTensor", "Hadamard", "hadamard_signs", "to_blocked",
+__all__ = ["quantize", "matmul", "gemm", "QuantizedTensor", "Hadamard", "hadamard_signs", "hadamard_transform", "to_blocked",
            "from_blocked", "FORMATS", "SCALE_RULES", "HADAMARD_SIZES", "TE_RHT_SIGNS", "cuda_available"]

@@ -193,3 +193,20 @@ def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax,
     M = a_data.numel() // a_data.shape[-1]
     N = b_data.numel() // b_data.shape[-1]
     return a_data.new_empty([M, N], dtype=out_dtype)
+
+
+@torch.library.custom_op("fp4gemm::hadamard_transform", mutates_args=())
+def hadamard_op(x: torch.Tensor, g: int, signs: list[int]) -> torch.Tensor:
+    """fp32 blockwise RHT of x[..., K] along K: the transform quantize() applies, bit for bit."""
+    dt = native_dtype(x, "x")
+    on_device, stream = device_args(x, "x")
+    rows, K, ld = rows_k_ld(x, "x")
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    _C.hadamard_transform(x.data_ptr(), dt, rows, K, ld, g, [w & 0xFFFFFFFF for w in signs], out.data_ptr(),
+                          on_device, stream)
+    return out
+
+
+@hadamard_op.register_fake
+def _(x, g, signs):
+    return x.new_empty(x.shape, dtype=torch.float32)

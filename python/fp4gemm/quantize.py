@@ -6,7 +6,8 @@ from typing import Optional
 import torch
 
 from . import ops
-from .config import ROUNDINGS, as_hadamard, check_name, resolve_rule
+from .config import ROUNDINGS, check_name, resolve_rule
+from .hadamard import as_hadamard
 from .tensor import QuantizedTensor
 
 _SAME = object()
