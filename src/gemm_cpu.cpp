@@ -27,7 +27,9 @@ void dequantize_row(const QuantizedIn& q, int64_t r, double* out) {
 
 double tensor_factor(const QuantizedIn& q) {
   double f = q.global_scale;
-  if (q.fmt == Format::NVFP4) f *= double(*q.amax) / (double(kE4M3Max) * double(kE2M1Max));
+  if (q.fmt == Format::NVFP4)  // torchao stores the fp32 per-tensor scale p; TE's factor is A/2688 itself
+    f *= q.scale_rule == ScaleRule::Torchao ? double(nv_torchao_tensor_scale(*q.amax))
+                                            : double(*q.amax) / (double(kE4M3Max) * double(kE2M1Max));
   return f;
 }
 
@@ -46,7 +48,7 @@ void dequantize(const QuantizedIn& q, float* out) {
         else if (q.scale_rule == ScaleRule::Torchao) s = nv_torchao_decode(sb, nv_torchao_tensor_scale(*q.amax));
         else s = nv_te_decode(sb, *q.amax);
       }
-      out[r * q.k + k] = (v * s) * q.global_scale;
+      out[r * q.k + k] = float((v * s) * q.global_scale);  // one rounding of an exact product
     }
 }
 

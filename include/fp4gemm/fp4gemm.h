@@ -50,7 +50,7 @@ struct QuantizedIn {
   ScaleRule scale_rule = ScaleRule::Floor;  // NVFP4: selects the TE or torchao decode order
   const uint8_t* data = nullptr;
   const void* scale = nullptr;
-  float global_scale = 1.0f;      // tensor-level factor: NVFP4 amax (see numerics.md), 4/3 prescale
+  double global_scale = 1.0;      // tensor-level factor other than NVFP4's amax: 4/3 with prescale
   const float* amax = nullptr;    // NVFP4: the tensor amax (1 float, in the operand's memory space)
   int64_t rows = 0, k = 0;
 };

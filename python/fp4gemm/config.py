@@ -12,6 +12,7 @@ SCALE_RULES = {
     "pow2": _C.ScaleRule.Pow2, "amax": _C.ScaleRule.Amax,
 }
 DEFAULT_RULE = {"mxfp4": "floor", "nvfp4": "te", "fp4_row": "pow2"}
+RULES_OF = {"mxfp4": ("floor", "rceil", "even", "quest"), "nvfp4": ("te", "torchao"), "fp4_row": ("pow2", "amax")}
 ROUNDINGS = {"rtn": _C.Rounding.RTN, "sr": _C.Rounding.SR}
 BLOCK = {"mxfp4": 32, "nvfp4": 16}
 
@@ -26,7 +27,6 @@ def check_name(value: str, table: dict, arg: str) -> str:
 def resolve_rule(fmt: str, scale_rule: Optional[str]) -> str:
     check_name(fmt, FORMATS, "fmt")
     rule = DEFAULT_RULE[fmt] if scale_rule is None else check_name(scale_rule, SCALE_RULES, "scale_rule")
-    if not _C.rule_fits_format(SCALE_RULES[rule], FORMATS[fmt]):
-        fits = [r for r in SCALE_RULES if _C.rule_fits_format(SCALE_RULES[r], FORMATS[fmt])]
-        raise ValueError(f"scale_rule: {rule!r} is not a rule of fmt={fmt!r}; use one of {fits}")
+    if rule not in RULES_OF[fmt]:
+        raise ValueError(f"scale_rule: {rule!r} is not a rule of fmt={fmt!r}; use one of {list(RULES_OF[fmt])}")
     return rule

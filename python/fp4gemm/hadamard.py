@@ -13,6 +13,7 @@ HADAMARD_SIZES = (16, 32, 64, 128, 256)
 TE_RHT_SIGNS = (1, 1, 1, -1, 1, -1, -1, -1, -1, -1, -1, 1, -1, 1, -1, -1)
 
 
+@torch._dynamo.assume_constant_result  # a pure function of its arguments: a constant under torch.compile
 def hadamard_signs(seed: int, g: int) -> list[int]:
     """The RHT sign vector (+1/-1, length g) drawn from `seed` (docs/numerics.md)."""
     check_hadamard_size(g, "g")

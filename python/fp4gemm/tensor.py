@@ -66,5 +66,4 @@ class QuantizedTensor:
     def blocked_scale(self) -> torch.Tensor:
         """Scales in the 128x4 blocked layout of cuBLAS / CUTLASS sm100 (2D view [rows, K/block])."""
         from .layout import to_blocked
-        s = self.scale_bytes()
-        return to_blocked(s.reshape(-1, s.shape[-1]))
+        return to_blocked(self.scale.reshape(-1, self.scale.shape[-1]))
