@@ -25,6 +25,7 @@ void check_config(const QuantizeConfig& cfg, int64_t K, const char* which) {
   if (g != 0 && g != 16 && g != 32 && g != 64 && g != 128 && g != 256)
     bad(cfg_name + ".hadamard", "block g must be 0 (off) or one of 16, 32, 64, 128, 256, got " + std::to_string(g));
   if (cfg.block_2d && cfg.fmt != Format::NVFP4) bad(cfg_name + ".block_2d", "16x16 blocks exist for nvfp4 only");
+  if (cfg.block_2d && g) bad(cfg_name + ".block_2d", "16x16 blocks do not combine with the Hadamard transform");
   const int64_t bs = cfg.fmt == Format::FP4Row ? 16 : block_size(cfg.fmt);
   if (K % bs != 0)
     bad("x", std::string("the quantized dimension (") + which + ", K=" + std::to_string(K) +

@@ -26,6 +26,7 @@ import fp4gemm
     (lambda: fp4gemm.quantize(torch.ones(4, 64), hadamard=48), "hadamard"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), hadamard="64"), "hadamard"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), block_2d=True), "block_2d"),
+    (lambda: fp4gemm.quantize(torch.ones(16, 64), "nvfp4", block_2d=True, hadamard=16), "block_2d"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), clip_mask=True), "clip_mask"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), seed=-1, rounding="sr"), "seed"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), rowwise=False), "rowwise"),

@@ -369,10 +369,14 @@ def test_nonfinite_mxfp4_with_hadamard():
              signs=R.hadamard_signs(1, 32), label="nonfinite rht32")
 
 
-def test_nvfp4_zero_and_flt_max_tensors():
+def test_nvfp4_zero_tensor():
     for rule in ("te", "torchao"):
         x_t, x_ref = to_lib(np.zeros((32, 64), F32))
         run_both(x_t, x_ref, "nvfp4", rule, "sr", label=f"zeros {rule}")
+
+
+def test_nvfp4_flt_max_tensor():
+    """A = FLT_MAX: bytes as the TE chain; dequantize() must give SPEC 2's finite code * s_b * A / 2688."""
     x = make_input("normal", (32, 64), seed=41)
     x[4, 5] = np.finfo(np.float32).max
     x[9, 60] = -np.finfo(np.float32).max
@@ -397,3 +401,34 @@ def test_blocked_scale_of_quantized_tensor():
         q = fp4gemm.quantize(x_t, fmt, scale_rule=rule)
         ref = ref_quantize(x_ref, fmt, rule, "rtn")
         assert np.array_equal(q.blocked_scale().view(torch.uint8).numpy().reshape(-1), R.to_blocked(ref["scale"]))
+
+
+def test_sr_threshold_boundary():
+    """r == floor(t * 2^32) must round DOWN (round up iff r < threshold), docs/numerics.md "SR bits".
+
+    Block max 6.0 gives the MXFP4 floor scale 2^0 (multiplier 1), so v = x.  Where the position's
+    random word r is a multiple of 256 we put x = r / 2^33 (t = r / 2^32 exactly, interval [0, 0.5)),
+    or on every other such position x = (r + 256) / 2^33 (t just above: must round up); where r is a
+    multiple of 1024, x = 2 + r / 2^32 (t = r / 2^32 in [2, 3): must round down to 2).
+    """
+    rows, K = 64, 256
+    r = R.sr_bits(SEED, OFFSET, 0, rows * K).reshape(rows, K).astype(np.int64)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, size=(rows, K)).astype(F32)
+    x[:, ::32] = 6.0
+    first = (np.arange(K) % 32 == 0)[None, :]
+    hit2 = (r % 1024 == 0) & (r > 0) & ~first
+    hit0 = (r % 256 == 0) & (r > 0) & ~first & ~hit2
+    flip = np.zeros_like(hit0)
+    flip.ravel()[np.flatnonzero(hit0)[::2]] = True
+    down0 = hit0 & ~flip
+    up0 = hit0 & flip
+    x = np.where(down0, (r / 2.0**33).astype(F32), x)
+    x = np.where(up0, ((r + 256) / 2.0**33).astype(F32), x)
+    x = np.where(hit2, (2.0 + r / 2.0**32).astype(F32), x)
+    assert down0.sum() > 10 and up0.sum() > 10 and hit2.sum() > 3
+    x_t, x_ref = to_lib(x)
+    ref = ref_quantize(x_ref, "mxfp4", "floor", "sr")
+    assert np.all(ref["codes"][down0] == 0) and np.all(ref["codes"][up0] == 1) and np.all(ref["codes"][hit2] == 4)
+    q = fp4gemm.quantize(x_t, "mxfp4", rounding="sr", seed=SEED, offset=OFFSET)
+    check_against(q, ref, "SR threshold boundary")

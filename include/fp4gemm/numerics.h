@@ -230,9 +230,10 @@ FP4_HD float nv_te_multiplier(uint8_t s_b, float s_enc) {
   float denom = e4m3_value(s_b) * (1.0f / s_enc);
   return min_f(1.0f / denom, kFltMax);
 }
-// TE dequantization scale of a block: (f32(s_b) * A) * fp32(1 / 2688), as TE's dequantize kernel.
+// TE-rule dequantization scale of a block: f32(s_b) * (A * fp32(1/2688)). TE's kernel multiplies
+// s_b * A first, which overflows for A > FLT_MAX / 448; this order cannot (docs/numerics.md).
 FP4_HD float nv_te_decode(uint8_t s_b, float tensor_amax) {
-  return (e4m3_value(s_b) * tensor_amax) * (1.0f / (kE4M3Max * kE2M1Max));
+  return e4m3_value(s_b) * (tensor_amax * (1.0f / (kE4M3Max * kE2M1Max)));
 }
 // torchao rule: per-tensor scale p = A / (448*6); s_b = e4m3(clamp((amax_b / 6) / p, 2^-6, 448));
 // element multiplier (1 / p) / f32(s_b). A = 0 (p = 0) gives scales 2^-6 and all-zero codes.
@@ -246,7 +247,7 @@ FP4_HD uint8_t nv_torchao_scale_byte(float block_amax, float tensor_scale) {
   return e4m3_rne_satfinite(min_f(s, kE4M3Max));
 }
 FP4_HD float nv_torchao_multiplier(uint8_t s_b, float tensor_scale) {
-  if (tensor_scale == 0.0f) return 0.0f;
+  if (tensor_scale == 0.0f || !is_finite(tensor_scale)) return 0.0f;  // A = 0, or a NaN/Inf tensor
   return (1.0f / tensor_scale) / e4m3_value(s_b);
 }
 FP4_HD float nv_torchao_decode(uint8_t s_b, float tensor_scale) {

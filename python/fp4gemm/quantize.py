@@ -49,6 +49,8 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
         raise ValueError("amax: only fmt='nvfp4' takes a tensor amax")
     h_row = as_hadamard(hadamard, "hadamard")
     h_col = h_row if columnwise_hadamard is _SAME else as_hadamard(columnwise_hadamard, "columnwise_hadamard")
+    if block_2d and (h_row or h_col):
+        raise ValueError("block_2d: 16x16 blocks do not combine with the Hadamard transform")
     if seed is None:
         seed = fresh_seed() if rounding == "sr" else 0
     for name, v in (("seed", seed), ("offset", offset)):
