@@ -34,7 +34,7 @@ struct DirArgs {
 // s: first element, stride: elements between consecutive line elements, len: valid length,
 // line: the line's index in the quantized view, start: the line segment's offset along K.
 template <int V, Pass P, class In>
-__device__ void process_line(const typename In::T* s, int stride, int len, int64_t line, int64_t start,
+__device__ __forceinline__ void process_line(const typename In::T* s, int stride, int len, int64_t line, int64_t start,
                              const DirArgs& d, const Codec codec, num::Stream stream, const float* amax2d, int a2d_step, int a2d_line,
                              float& warp_amax) {
   const int lane = threadIdx.x & 31;
@@ -46,13 +46,13 @@ __device__ void process_line(const typename In::T* s, int stride, int len, int64
   }
   if (d.g) line_hadamard<V>(v, d.g, d.signs, lane);
 
-  const num::Format fmt = codec.fmt;
+  const Format fmt = codec.fmt;
   if (P == Pass::Amax) {
     float a = 0.0f;
     FP4_UNROLL
     for (int j = 0; j < V; ++j) a = num::amax_update(a, v[j]);
     a = group_amax(a, 32);
-    if (fmt == num::Format::FP4Row) {
+    if (fmt == Format::FP4Row) {
       if (lane == 0) atomicMax(reinterpret_cast<unsigned*>(d.amax) + line, num::f32_bits(a));
     } else {
       warp_amax = num::amax_update(warp_amax, a);
@@ -61,12 +61,12 @@ __device__ void process_line(const typename In::T* s, int stride, int len, int64
   }
 
   uint32_t rbits[V] = {};
-  if (codec.rounding == num::Rounding::SR)
+  if (codec.rounding == Rounding::SR)
     line_sr_bits<V>(rbits, d.seed, d.offset, stream, uint64_t(line * d.K + start) >> 2, lane);
 
-  const bool row_fmt = fmt == num::Format::FP4Row;
+  const bool row_fmt = fmt == Format::FP4Row;
   const uint32_t row_scale = row_fmt ? codec.scale_from_amax(d.amax[line]) : 0u;
-  const bool nv = fmt == num::Format::NVFP4;  // a 16-block is half a warp, a 32-block all of it
+  const bool nv = fmt == Format::NVFP4;  // a 16-block is half a warp, a 32-block all of it
   uint8_t* data = d.data + (line * d.K + start) / 2;
   FP4_UNROLL
   for (int j = 0; j < V; ++j) {
@@ -80,7 +80,7 @@ __device__ void process_line(const typename In::T* s, int stride, int len, int64
       float amax;
       if (d.block_2d) amax = amax2d[(i >> 4) * a2d_step + a2d_line];
       else amax = group_amax(num::abs_f(v[j]), nv ? 16 : 32);
-      if (codec.rule == num::ScaleRule::Quest) sc = warp_quest_scale(v[j], amax);
+      if (codec.rule == ScaleRule::Quest) sc = warp_quest_scale(v[j], amax);
       else sc = codec.scale_from_amax(amax);
     }
     const bool nan_block = codec.scale_is_nan(sc);
@@ -104,8 +104,8 @@ __device__ void process_line(const typename In::T* s, int stride, int len, int64
 // NVFP4's per-tensor codec parameter (S_enc or torchao's p), read from the device amax: no host sync.
 __device__ __forceinline__ Codec with_tensor_param(const DirArgs& d) {
   Codec c = d.codec;
-  if (d.on && c.fmt == num::Format::NVFP4)
-    c.tensor = c.rule == num::ScaleRule::TE ? num::nv_encode_scale(*d.amax) : num::nv_torchao_tensor_scale(*d.amax);
+  if (d.on && c.fmt == Format::NVFP4)
+    c.tensor = c.rule == ScaleRule::TE ? num::nv_encode_scale(*d.amax) : num::nv_torchao_tensor_scale(*d.amax);
   return c;
 }
 
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kThreads) quantize_tile(const typename In::T* 
   float* amax2d = reinterpret_cast<float*>(smem_raw + sizeof(T) * TR * kPitch);  // [TR/16][TC/16]
 
   const int64_t r0 = int64_t(blockIdx.x) * TR, c0 = int64_t(blockIdx.y) * TC;
-  const int rows = int(min<int64_t>(TR, R - r0)), cols = int(min<int64_t>(TC, C - c0));
+  const int rows = int(R - r0 < TR ? R - r0 : TR), cols = int(C - c0 < TC ? C - c0 : TC);
 
   // Load: 16-byte vectors where the row is aligned and complete, element-wise otherwise. Zero fill.
   constexpr int kVec = 16 / int(sizeof(T));
@@ -157,18 +157,21 @@ __global__ void __launch_bounds__(kThreads) quantize_tile(const typename In::T* 
   const int warp = threadIdx.x >> 5;
   float warp_amax_row = 0.0f, warp_amax_col = 0.0f;
   const Codec row_codec = with_tensor_param(row), col_codec = with_tensor_param(col);
-  if (row.on)
-    for (int r = warp; r < rows; r += kWarps)
+  // (the 32 x 256 and 256 x 32 tiles serve one direction each: the other one is not instantiated)
+  if constexpr (TC >= 128)
+    if (row.on)
+      for (int r = warp; r < rows; r += kWarps)
       process_line<TC / 32, P, In>(tile + r * kPitch, 1, cols, r0 + r, c0, row, row_codec, num::Stream::Rowwise, amax2d, 1,
                                    (r >> 4) * (TC / 16), warp_amax_row);
-  if (col.on)
-    for (int c = warp; c < cols; c += kWarps)
+  if constexpr (TR >= 128)
+    if (col.on)
+      for (int c = warp; c < cols; c += kWarps)
       process_line<TR / 32, P, In>(tile + c, kPitch, rows, c0 + c, r0, col, col_codec, num::Stream::Columnwise, amax2d, TC / 16,
                                    c >> 4, warp_amax_col);
   if (P == Pass::Amax && (threadIdx.x & 31) == 0) {
-    if (row.on && row.codec.fmt == num::Format::NVFP4)
+    if (row.on && row.codec.fmt == Format::NVFP4)
       atomicMax(reinterpret_cast<unsigned*>(row.amax), num::f32_bits(warp_amax_row));
-    if (col.on && col.codec.fmt == num::Format::NVFP4)
+    if (col.on && col.codec.fmt == Format::NVFP4)
       atomicMax(reinterpret_cast<unsigned*>(col.amax), num::f32_bits(warp_amax_col));
   }
 }

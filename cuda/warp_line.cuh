@@ -12,8 +12,13 @@ template <int V>
 __device__ __forceinline__ void line_hadamard(float (&v)[V], int g, const uint32_t (&signs)[8], int lane) {
   FP4_UNROLL
   for (int j = 0; j < V; ++j) {
-    const int i = (lane + 32 * j) & (g - 1);  // index inside the g-block (lines start at multiples of g)
-    if ((signs[i >> 5] >> (i & 31)) & 1u) v[j] = -v[j];
+    // Element i = lane + 32j sits at (i mod g) in its g-block (lines start at multiples of g):
+    // sign word (j mod g/32), bit (lane mod g). Selected without a run-time array index.
+    const int word = g >= 32 ? (j & ((g >> 5) - 1)) : 0;
+    uint32_t w = signs[0];
+    FP4_UNROLL
+    for (int k = 1; k < 8; ++k) w = word == k ? signs[k] : w;
+    if ((w >> (lane & (g - 1) & 31)) & 1u) v[j] = -v[j];
   }
   for (int h = 1; h < g; h <<= 1) {
     if (h < 32) {

@@ -4,6 +4,9 @@
 
 #include "cpu.h"
 #include "fp4gemm/fp4gemm.h"
+#ifdef FP4GEMM_WITH_CUDA
+#include "cuda_api.h"
+#endif
 #include "fp4gemm/numerics.h"
 
 namespace fp4gemm {
@@ -60,6 +63,14 @@ void check_device(bool device) {
     throw std::runtime_error("fp4gemm: CUDA path requested, but fp4gemm was built without CUDA or no GPU is present");
 }
 
+#ifdef FP4GEMM_WITH_CUDA
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+#define FP4_ON_DEVICE(device, call) \
+  if (device) { call; return; }
+#else
+#define FP4_ON_DEVICE(device, call)
+#endif
+
 }  // namespace
 
 int block_size(Format fmt) {
@@ -91,6 +102,7 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld,
   if (row_cfg) { check_config(*row_cfg, C, "rowwise"); check_out(row_out, *row_cfg, "rowwise"); }
   if (col_cfg) { check_config(*col_cfg, R, "columnwise"); check_out(col_out, *col_cfg, "columnwise"); }
   check_device(device);
+  FP4_ON_DEVICE(device, cuda::quantize(x, dtype, R, C, ld, row_cfg, row_out, col_cfg, col_out, as_stream(stream)));
   (void)stream;
   if (row_cfg) cpu::quantize_direction(x, dtype, R, C, ld, Direction::Rowwise, *row_cfg, *row_out);
   if (col_cfg) cpu::quantize_direction(x, dtype, R, C, ld, Direction::Columnwise, *col_cfg, *col_out);
@@ -100,6 +112,7 @@ void dequantize(const QuantizedIn& q, float* out, bool device, void* stream) {
   check_operand(q, "q");
   if (!out) bad("out", "null pointer");
   check_device(device);
+  FP4_ON_DEVICE(device, cuda::dequantize(q, out, as_stream(stream)));
   (void)stream;
   cpu::dequantize(q, out);
 }
@@ -111,7 +124,7 @@ void gemm(const GemmArgs& args, bool device, void* stream) {
     bad("b", "K=" + std::to_string(args.b.k) + " does not match a's K=" + std::to_string(args.a.k));
   if (!args.d) bad("d", "null pointer");
   if (int(args.out_dtype) < 0 || int(args.out_dtype) > 2) bad("out_dtype", "must be float32, float16 or bfloat16");
-  check_device(device);
+  if (device) throw std::runtime_error("fp4gemm: the GPU GEMM kernels are not built yet (the Python layer runs the CPU GEMM)");
   (void)stream;
   cpu::gemm(args);
 }
@@ -125,6 +138,7 @@ void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int
   if (g != 16 && g != 32 && g != 64 && g != 128 && g != 256) bad("g", "must be one of 16, 32, 64, 128, 256");
   if (K % g != 0) bad("x", "last dimension K=" + std::to_string(K) + " is not a multiple of g=" + std::to_string(g));
   check_device(device);
+  FP4_ON_DEVICE(device, cuda::hadamard_transform(x, dtype, rows, K, ld, g, signs, out, as_stream(stream)));
   (void)stream;
   cpu::hadamard_transform(x, dtype, rows, K, ld, g, signs, out);
 }

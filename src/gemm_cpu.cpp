@@ -33,22 +33,16 @@ double tensor_factor(const QuantizedIn& q) {
   return f;
 }
 
-// fp32 dequantization in the decode order of each rule (TE: (s_b * A) * (1/2688), as TE does).
 void dequantize(const QuantizedIn& q, float* out) {
   const int64_t bs = q.fmt == Format::FP4Row ? q.k : block_size(q.fmt), nb = q.k / bs;
+  const float amax = q.fmt == Format::NVFP4 ? *q.amax : 0.0f;
   for (int64_t r = 0; r < q.rows; ++r)
     for (int64_t k = 0; k < q.k; ++k) {
       const uint8_t byte = q.data[(r * q.k + k) >> 1];
-      const float v = e2m1_value(k & 1 ? uint8_t(byte >> 4) : uint8_t(byte & 0xF));
-      float s;
-      if (q.fmt == Format::FP4Row) s = static_cast<const float*>(q.scale)[r];
-      else {
-        const uint8_t sb = static_cast<const uint8_t*>(q.scale)[r * nb + k / bs];
-        if (q.fmt == Format::MXFP4) s = e8m0_value(sb);
-        else if (q.scale_rule == ScaleRule::Torchao) s = nv_torchao_decode(sb, nv_torchao_tensor_scale(*q.amax));
-        else s = nv_te_decode(sb, *q.amax);
-      }
-      out[r * q.k + k] = float((v * s) * q.global_scale);  // one rounding of an exact product
+      const uint8_t code = k & 1 ? uint8_t(byte >> 4) : uint8_t(byte & 0xF);
+      const uint32_t s = q.fmt == Format::FP4Row ? f32_bits(static_cast<const float*>(q.scale)[r])
+                                                 : static_cast<const uint8_t*>(q.scale)[r * nb + k / bs];
+      out[r * q.k + k] = dequantize_element(q.fmt, q.scale_rule, code, s, amax, q.global_scale);
     }
 }
 

@@ -78,11 +78,15 @@ FP4_HD float f16_to_f32(uint16_t h) {
   return bits_f32(sign | ((e + 112) << 23) | (m << 13));
 }
 
+FP4_HD int block_size_of(Format fmt) { return fmt == Format::MXFP4 ? kMxBlock : fmt == Format::NVFP4 ? kNvBlock : 0; }
+
 // ---------------------------------------------------------------- E2M1 (FP4)
 // Magnitudes of codes 0..7.
 FP4_HD float e2m1_value(uint8_t code) {
-  constexpr float kMag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-  float m = kMag[code & 7];
+  // 0, 0.5 (subnormal), then (1 + m/2) * 2^(e-1) for e = code >> 1, m = code & 1. No table: a
+  // run-time indexed array would live in local memory on the GPU.
+  const int c = code & 7, e = c >> 1;
+  const float m = c < 2 ? 0.5f * float(c) : (1.0f + 0.5f * float(c & 1)) * float(1 << (e - 1));
   return (code & 8) ? -m : m;
 }
 
@@ -230,10 +234,11 @@ FP4_HD float nv_te_multiplier(uint8_t s_b, float s_enc) {
   float denom = e4m3_value(s_b) * (1.0f / s_enc);
   return min_f(1.0f / denom, kFltMax);
 }
-// TE-rule dequantization scale of a block: f32(s_b) * (A * fp32(1/2688)). TE's kernel multiplies
-// s_b * A first, which overflows for A > FLT_MAX / 448; this order cannot (docs/numerics.md).
-FP4_HD float nv_te_decode(uint8_t s_b, float tensor_amax) {
-  return e4m3_value(s_b) * (tensor_amax * (1.0f / (kE4M3Max * kE2M1Max)));
+// Dequantization scale of an NVFP4 block in float64: f32(s_b) * A / 2688 (TE rule) or p * f32(s_b)
+// (torchao). Exact up to one rounding; an fp32 order would overflow for huge A or go subnormal for
+// tiny A (docs/numerics.md).
+FP4_HD double nv_te_decode(uint8_t s_b, float tensor_amax) {
+  return double(e4m3_value(s_b)) * double(tensor_amax) / (double(kE4M3Max) * double(kE2M1Max));
 }
 // torchao rule: per-tensor scale p = A / (448*6); s_b = e4m3(clamp((amax_b / 6) / p, 2^-6, 448));
 // element multiplier (1 / p) / f32(s_b). A = 0 (p = 0) gives scales 2^-6 and all-zero codes.
@@ -250,8 +255,8 @@ FP4_HD float nv_torchao_multiplier(uint8_t s_b, float tensor_scale) {
   if (tensor_scale == 0.0f || !is_finite(tensor_scale)) return 0.0f;  // A = 0, or a NaN/Inf tensor
   return (1.0f / tensor_scale) / e4m3_value(s_b);
 }
-FP4_HD float nv_torchao_decode(uint8_t s_b, float tensor_scale) {
-  return tensor_scale * e4m3_value(s_b);
+FP4_HD double nv_torchao_decode(uint8_t s_b, float tensor_scale) {
+  return double(tensor_scale) * double(e4m3_value(s_b));
 }
 
 // ---------------------------------------------------------------- per-row FP4 (Microsoft recipe)
@@ -315,6 +320,17 @@ struct Codec {
     return rounding == Rounding::SR ? e2m1_sr(v, rbits) : e2m1_rtn(v);
   }
 };
+
+// Dequantized value of one element (code, its block scale byte or row scale bits), times the tensor's
+// global_scale: computed in float64, rounded once to fp32.
+FP4_HD float dequantize_element(Format fmt, ScaleRule rule, uint8_t code, uint32_t scale, float amax, double global) {
+  double s;
+  if (fmt == Format::FP4Row) s = bits_f32(scale);
+  else if (fmt == Format::MXFP4) s = e8m0_value(uint8_t(scale));
+  else if (rule == ScaleRule::Torchao) s = nv_torchao_decode(uint8_t(scale), nv_torchao_tensor_scale(amax));
+  else s = nv_te_decode(uint8_t(scale), amax);
+  return float(double(e2m1_value(code)) * s * global);
+}
 
 // ---------------------------------------------------------------- Philox4x32-10
 struct U32x4 { uint32_t x, y, z, w; };

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build with CUDA, run every test (GPU ones included), the sanitizers on
+# the GPU quantization tests, and the benchmarks. Logs go to $OUT. Usage: bash bench/gpu_session.sh [quick]
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16 FP4GEMM_CUDA=ON
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+python3 -m pip install -q --no-deps --no-index .whl/nvidia_cutlass-*.whl 2>/dev/null || true
+t0=$(date +%s)
+python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"; grep -i "C7510\|warning" "$OUT/build.log" | head -5
+cd /tmp  # import the installed package, not the source tree
+cp -r "$OLDPWD/tests" /tmp/fp4tests
+python3 -m pytest -q -x /tmp/fp4tests 2>&1 | tee "$OUT/pytest.log" | tail -15
+if [ "${1:-}" != "quick" ]; then
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q -x /tmp/fp4tests/test_cuda_quantize.py \
+      -k "normal and bfloat16 or shapes or misaligned or dequantize" -p no:cacheprovider > "$OUT/sanitizer_$tool.log" 2>&1
+    echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0' "$OUT/sanitizer_$tool.log") clean summaries)"; tail -3 "$OUT/sanitizer_$tool.log"
+  done
+fi
+python3 "$OLDPWD/bench/bench_quantize.py" 2>&1 | tee "$OUT/bench_quantize.md"

@@ -1,0 +1,63 @@
+// Elementwise dequantization and the standalone Hadamard transform on the GPU (numerics.h steps).
+#include "cuda_api.h"
+#include "warp_line.cuh"
+
+namespace fp4gemm::cuda {
+namespace {
+
+__global__ void dequantize_kernel(QuantizedIn q, float* __restrict__ out) {
+  const int64_t n = q.rows * q.k;
+  const int64_t bs = q.fmt == Format::FP4Row ? q.k : num::block_size_of(q.fmt), nb = q.k / bs;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = e / q.k, k = e % q.k;
+    const uint8_t byte = q.data[e >> 1];
+    const uint8_t code = k & 1 ? uint8_t(byte >> 4) : uint8_t(byte & 0xF);
+    const uint32_t s = q.fmt == Format::FP4Row ? num::f32_bits(static_cast<const float*>(q.scale)[r])
+                                               : static_cast<const uint8_t*>(q.scale)[r * nb + k / bs];
+    out[e] = num::dequantize_element(q.fmt, q.scale_rule, code, s, q.fmt == Format::NVFP4 ? *q.amax : 0.0f, q.global_scale);
+  }
+}
+
+// One warp per 256-wide segment of a row; lines start at multiples of 256, hence of g.
+template <class In>
+__global__ void hadamard_kernel(const typename In::T* __restrict__ x, int64_t rows, int64_t K, int64_t ld, int g,
+                                num::U32x4 s0, num::U32x4 s1, float* __restrict__ out) {
+  const uint32_t signs[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+  const int lane = threadIdx.x & 31;
+  const int64_t segs = (K + 255) / 256;
+  const int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+  if (w >= rows * segs) return;
+  const int64_t r = w / segs, start = (w % segs) * 256;
+  const int len = int(K - start < 256 ? K - start : 256);
+  float v[8];
+  FP4_UNROLL
+  for (int j = 0; j < 8; ++j) v[j] = lane + 32 * j < len ? to_f32<In>(x[r * ld + start + lane + 32 * j]) : 0.0f;
+  line_hadamard<8>(v, g, signs, lane);
+  FP4_UNROLL
+  for (int j = 0; j < 8; ++j)
+    if (lane + 32 * j < len) out[r * K + start + lane + 32 * j] = v[j];
+}
+
+}  // namespace
+
+void dequantize(const QuantizedIn& q, float* out, cudaStream_t stream) {
+  const int64_t n = q.rows * q.k;
+  const int blocks = int(std::min<int64_t>((n + 255) / 256, 65536));
+  dequantize_kernel<<<blocks, 256, 0, stream>>>(q, out);
+  FP4_CUDA_CHECK(cudaGetLastError());
+}
+
+void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int64_t ld, int g,
+                        const uint32_t signs[8], float* out, cudaStream_t stream) {
+  const int64_t warps = rows * ((K + 255) / 256);
+  const unsigned blocks = unsigned((warps * 32 + 255) / 256);
+  const num::U32x4 s0{signs[0], signs[1], signs[2], signs[3]}, s1{signs[4], signs[5], signs[6], signs[7]};
+  switch (dtype) {
+    case DType::F32: hadamard_kernel<F32In><<<blocks, 256, 0, stream>>>(static_cast<const float*>(x), rows, K, ld, g, s0, s1, out); break;
+    case DType::F16: hadamard_kernel<F16In><<<blocks, 256, 0, stream>>>(static_cast<const uint16_t*>(x), rows, K, ld, g, s0, s1, out); break;
+    case DType::BF16: hadamard_kernel<BF16In><<<blocks, 256, 0, stream>>>(static_cast<const uint16_t*>(x), rows, K, ld, g, s0, s1, out); break;
+  }
+  FP4_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace fp4gemm::cuda

@@ -1,0 +1,17 @@
+// The CUDA implementation of each operation (validated arguments only; see api.cpp).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "fp4gemm/fp4gemm.h"
+
+namespace fp4gemm::cuda {
+
+void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const QuantizeConfig* row_cfg,
+              const QuantizedOut* row_out, const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
+              cudaStream_t stream);
+void dequantize(const QuantizedIn& q, float* out, cudaStream_t stream);
+void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int64_t ld, int g,
+                        const uint32_t signs[8], float* out, cudaStream_t stream);
+
+}  // namespace fp4gemm::cuda

@@ -1,0 +1,141 @@
+"""GPU quantization == CPU quantization, byte for byte, for every mode (SPEC 7). Skipped without a GPU."""
+import itertools
+
+import pytest
+import torch
+
+import fp4gemm
+
+pytestmark = pytest.mark.cuda
+
+MODES = [  # (fmt, kwargs)
+    ("mxfp4", dict()), ("mxfp4", dict(scale_rule="rceil")), ("mxfp4", dict(scale_rule="even")),
+    ("mxfp4", dict(scale_rule="quest", clip_mask=True)), ("mxfp4", dict(scale_rule="quest", hadamard=32, clip_mask=True)),
+    ("mxfp4", dict(rounding="sr")), ("mxfp4", dict(rounding="sr", prescale=True)),
+    ("mxfp4", dict(rounding="sr", prescale=True, hadamard=fp4gemm.Hadamard(64, seed=3))),
+    ("mxfp4", dict(hadamard=fp4gemm.Hadamard(128, seed=4))), ("mxfp4", dict(hadamard=fp4gemm.Hadamard(256, seed=5))),
+    ("mxfp4", dict(rounding="sr", hadamard=fp4gemm.Hadamard(256, seed=5))),
+    ("nvfp4", dict()), ("nvfp4", dict(scale_rule="torchao")), ("nvfp4", dict(rounding="sr")),
+    ("nvfp4", dict(block_2d=True)), ("nvfp4", dict(block_2d=True, rounding="sr")),
+    ("nvfp4", dict(hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS), rounding="sr")),
+    ("nvfp4", dict(columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS))),
+    ("fp4_row", dict()), ("fp4_row", dict(scale_rule="amax")), ("fp4_row", dict(rounding="sr", hadamard=64)),
+]
+
+
+def inputs(kind, shape, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g)
+    if kind == "heavy":
+        x = x / torch.randn(shape, generator=g).abs().clamp_min(0.05)
+    elif kind == "tiny":
+        x = x * 1e-30
+    elif kind == "huge":
+        x = x * 1e35
+    elif kind == "const":
+        x = torch.full(shape, -1.75)
+    elif kind == "zeros_and_nan":
+        x[..., :32] = 0
+        x.view(-1)[5] = float("nan")
+        x.view(-1)[-1] = float("inf")
+    return x.to(dtype)
+
+
+def assert_same(qc, qg):
+    for part in ("codes", "scale_bytes"):
+        a, b = getattr(qc, part)(), getattr(qg, part)().cpu()
+        assert torch.equal(a.view(torch.uint8), b.view(torch.uint8)), part
+    if qc.amax is not None:
+        assert torch.equal(qc.amax, qg.amax.cpu()) or (qc.amax.isnan() and qg.amax.isnan())
+    if qc.clip_mask is not None:
+        assert torch.equal(qc.clip_mask, qg.clip_mask.cpu())
+
+
+def both(x, fmt, kw, **extra):
+    kw = dict(kw, **extra)
+    if kw.get("rounding") == "sr":
+        kw.setdefault("seed", 1234)
+        kw.setdefault("offset", 77)
+    return fp4gemm.quantize(x, fmt, **kw), fp4gemm.quantize(x.cuda(), fmt, **kw)
+
+
+@pytest.mark.parametrize("fmt,kw", MODES)
+@pytest.mark.parametrize("kind", ["normal", "heavy", "tiny", "huge", "const", "zeros_and_nan"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_rowwise_and_columnwise_bytes_match_cpu(fmt, kw, kind, dtype):
+    h = kw.get("hadamard") or kw.get("columnwise_hadamard")
+    g = h.g if isinstance(h, fp4gemm.Hadamard) else (h or 0)
+    rows = {256: 768, 128: 384}.get(g, 320)  # 320 = 2.5 tiles of 128 rows
+    x = inputs(kind, (rows, 512), dtype)
+    qc, qg = both(x, fmt, kw, columnwise=True)
+    assert_same(qc, qg)
+    assert_same(qc.columnwise, qg.columnwise)
+
+
+@pytest.mark.parametrize("fmt,kw", [MODES[0], MODES[7], MODES[11], MODES[16], MODES[18]])
+@pytest.mark.parametrize("shape", [(1, 256), (7, 32 * 9), (3, 5, 768), (33, 4096), (2, 65536), (130, 1280)])
+def test_shapes_rowwise(fmt, kw, shape):
+    if shape[-1] % (kw["hadamard"].g if isinstance(kw.get("hadamard"), fp4gemm.Hadamard) else 16):
+        pytest.skip("K not a multiple of this mode's Hadamard block")
+    x = inputs("heavy", shape, torch.bfloat16)
+    qc, qg = both(x, fmt, kw)
+    assert_same(qc, qg)
+
+
+def test_rowwise_only_and_columnwise_only_agree_with_both():
+    x = inputs("normal", (256, 384), torch.bfloat16).cuda()
+    kw = dict(rounding="sr", seed=5, hadamard=fp4gemm.Hadamard(64, seed=1))
+    q = fp4gemm.quantize(x, columnwise=True, **kw)
+    assert torch.equal(q.codes(), fp4gemm.quantize(x, **kw).codes())
+    assert torch.equal(q.columnwise.codes(), fp4gemm.quantize(x, rowwise=False, columnwise=True, **kw).codes())
+
+
+def test_misaligned_and_strided_inputs():
+    base = torch.randn(64 * 512 + 3, device="cuda", dtype=torch.bfloat16)
+    x = base[1:1 + 64 * 512].view(64, 512)                   # 2-byte misaligned rows
+    big = torch.randn(64, 640, device="cuda", dtype=torch.bfloat16)
+    y = big[:, :512]                                          # row stride 640
+    for t in (x, y):
+        assert_same(fp4gemm.quantize(t.cpu().contiguous(), columnwise=True), fp4gemm.quantize(t, columnwise=True))
+
+
+def test_given_amax_is_used_as_is():
+    x = inputs("normal", (128, 256), torch.bfloat16)
+    amax = torch.tensor(20.0)
+    qc = fp4gemm.quantize(x, "nvfp4", amax=amax)
+    qg = fp4gemm.quantize(x.cuda(), "nvfp4", amax=amax.cuda())
+    assert qg.amax.item() == 20.0
+    assert_same(qc, qg)
+
+
+def test_more_than_2_pow_31_elements():
+    rows, K = (2**31) // 4096 + 2, 4096
+    x = torch.empty(rows, K, device="cuda", dtype=torch.bfloat16).normal_()
+    q = fp4gemm.quantize(x)
+    tail = x[-3:].cpu()
+    qc = fp4gemm.quantize(tail)
+    assert torch.equal(q.codes()[-3:].cpu(), qc.codes()) and torch.equal(q.scale_bytes()[-3:].cpu(), qc.scale_bytes())
+
+
+def test_dequantize_and_hadamard_on_gpu_match_cpu():
+    x = inputs("heavy", (96, 512), torch.bfloat16)
+    for fmt in ("mxfp4", "nvfp4", "fp4_row"):
+        qc, qg = both(x, fmt, dict(prescale=True))
+        assert torch.equal(qc.dequantize(), qg.dequantize().cpu())
+    h = fp4gemm.Hadamard(128, seed=2)
+    assert torch.equal(fp4gemm.hadamard_transform(x, h), fp4gemm.hadamard_transform(x.cuda(), h).cpu())
+
+
+def test_gemm_on_cuda_tensors():
+    a, w = torch.randn(64, 256, dtype=torch.bfloat16), torch.randn(32, 256, dtype=torch.bfloat16)
+    y = fp4gemm.matmul(a.cuda(), w.cuda().t(), "nvfp4")
+    assert y.is_cuda and torch.equal(y.cpu(), fp4gemm.matmul(a, w.t(), "nvfp4"))
+
+
+def test_uses_the_current_stream():
+    x = inputs("normal", (512, 1024), torch.bfloat16).cuda()
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        q = fp4gemm.quantize(x, "nvfp4", columnwise=True)
+    s.synchronize()
+    assert_same(fp4gemm.quantize(x.cpu(), "nvfp4", columnwise=True), q)
