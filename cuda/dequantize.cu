@@ -18,7 +18,8 @@ __global__ void dequantize_kernel(QuantizedIn q, float* __restrict__ out) {
   }
 }
 
-// One warp per 256-wide segment of a row; lines start at multiples of 256, hence of g.
+// One warp per 256-wide segment of a row, 8 consecutive values per lane; segments start at
+// multiples of 256, hence of g.
 template <class In>
 __global__ void hadamard_kernel(const typename In::T* __restrict__ x, int64_t rows, int64_t K, int64_t ld, int g,
                                 num::U32x4 s0, num::U32x4 s1, float* __restrict__ out) {
@@ -26,16 +27,16 @@ __global__ void hadamard_kernel(const typename In::T* __restrict__ x, int64_t ro
   const int lane = threadIdx.x & 31;
   const int64_t segs = (K + 255) / 256;
   const int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
-  if (w >= rows * segs) return;
-  const int64_t r = w / segs, start = (w % segs) * 256;
-  const int len = int(K - start < 256 ? K - start : 256);
-  float v[8];
+  if (w >= rows * segs) return;  // whole warps leave together
+  const int64_t r = w / segs, start = (w % segs) * 256 + kPerLane * lane;
+  const bool live = start < K;   // K is a multiple of g >= 16: a lane's 8 values are all in or all out
+  float v[kPerLane];
   FP4_UNROLL
-  for (int j = 0; j < 8; ++j) v[j] = lane + 32 * j < len ? to_f32<In>(x[r * ld + start + lane + 32 * j]) : 0.0f;
-  line_hadamard<8>(v, g, signs, lane);
-  FP4_UNROLL
-  for (int j = 0; j < 8; ++j)
-    if (lane + 32 * j < len) out[r * K + start + lane + 32 * j] = v[j];
+  for (int j = 0; j < kPerLane; ++j) v[j] = live ? to_f32<In>(x[r * ld + start + j]) : 0.0f;
+  lane8_hadamard(v, g, signs, lane);
+  if (live)
+    FP4_UNROLL
+    for (int j = 0; j < kPerLane; ++j) out[r * K + start + j] = v[j];
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Fused quantization kernel: one read of a TR x TC input tile feeds the rowwise and the columnwise
 // outputs (RHT, scale rule, RTN/SR, QuEST mask), bit-identical to src/quantize_cpu.cpp.
-// Design notes: docs/kernels.md.
+// Design and measurements: docs/kernels.md.
 #include <algorithm>
 
 #include "cuda_api.h"
@@ -12,10 +12,11 @@ namespace {
 using num::Codec;
 
 constexpr int kThreads = 256, kWarps = kThreads / 32;
+constexpr int kTileElems = 8192;  // TR * TC: 32 KB of fp32 in shared memory
 
 enum class Pass { Amax, Quant };
 
-// One output direction as the kernel sees it. The quantized view has `lines` lines of length K.
+// One output direction as the kernel sees it. The quantized view has lines of length K.
 struct DirArgs {
   bool on = false;
   Codec codec{};
@@ -27,79 +28,8 @@ struct DirArgs {
   uint8_t* data = nullptr;
   void* scale = nullptr;
   uint8_t* mask = nullptr;
-  float* amax = nullptr;  // NVFP4: the tensor amax (pre-pass target); fp4_row: per-line amax [lines]
+  float* amax = nullptr;  // NVFP4: the tensor amax (amax-pass target); fp4_row: per-line amax [lines]
 };
-
-// Quantize (or, in the amax pass, measure) one line of the tile held in shared memory.
-// s: first element, stride: elements between consecutive line elements, len: valid length,
-// line: the line's index in the quantized view, start: the line segment's offset along K.
-template <int V, Pass P, class In>
-__device__ __forceinline__ void process_line(const typename In::T* s, int stride, int len, int64_t line, int64_t start,
-                             const DirArgs& d, const Codec codec, num::Stream stream, const float* amax2d, int a2d_step, int a2d_line,
-                             float& warp_amax) {
-  const int lane = threadIdx.x & 31;
-  float v[V];
-  FP4_UNROLL
-  for (int j = 0; j < V; ++j) {
-    const int i = lane + 32 * j;
-    v[j] = i < len ? to_f32<In>(s[i * stride]) : 0.0f;
-  }
-  if (d.g) line_hadamard<V>(v, d.g, d.signs, lane);
-
-  const Format fmt = codec.fmt;
-  if (P == Pass::Amax) {
-    float a = 0.0f;
-    FP4_UNROLL
-    for (int j = 0; j < V; ++j) a = num::amax_update(a, v[j]);
-    a = group_amax(a, 32);
-    if (fmt == Format::FP4Row) {
-      if (lane == 0) atomicMax(reinterpret_cast<unsigned*>(d.amax) + line, num::f32_bits(a));
-    } else {
-      warp_amax = num::amax_update(warp_amax, a);
-    }
-    return;
-  }
-
-  uint32_t rbits[V] = {};
-  if (codec.rounding == Rounding::SR)
-    line_sr_bits<V>(rbits, d.seed, d.offset, stream, uint64_t(line * d.K + start) >> 2, lane);
-
-  const bool row_fmt = fmt == Format::FP4Row;
-  const uint32_t row_scale = row_fmt ? codec.scale_from_amax(d.amax[line]) : 0u;
-  const bool nv = fmt == Format::NVFP4;  // a 16-block is half a warp, a 32-block all of it
-  uint8_t* data = d.data + (line * d.K + start) / 2;
-  FP4_UNROLL
-  for (int j = 0; j < V; ++j) {
-    const int i = lane + 32 * j;
-    const bool live = i < len;
-    // Block scale.
-    uint32_t sc;
-    if (row_fmt) {
-      sc = row_scale;
-    } else {
-      float amax;
-      if (d.block_2d) amax = amax2d[(i >> 4) * a2d_step + a2d_line];
-      else amax = group_amax(num::abs_f(v[j]), nv ? 16 : 32);
-      if (codec.rule == ScaleRule::Quest) sc = warp_quest_scale(v[j], amax);
-      else sc = codec.scale_from_amax(amax);
-    }
-    const bool nan_block = codec.scale_is_nan(sc);
-    const float sv = nan_block ? 0.0f : codec.scale_value(v[j], sc);
-    const uint8_t code = nan_block ? 0 : codec.encode(sv, rbits[j]);
-    // Two codes per byte: element 2m in the low nibble; the even lane stores.
-    const uint8_t hi = uint8_t(__shfl_down_sync(kFull, code, 1));
-    if (live && !(lane & 1)) data[i >> 1] = uint8_t(code | (hi << 4));
-    if (d.mask) {
-      const unsigned bits = __ballot_sync(kFull, !nan_block && num::abs_f(sv) >= num::kE2M1Max);
-      if (live && lane == 0) reinterpret_cast<uint32_t*>(d.mask)[(line * d.K + start + 32 * j) >> 5] = bits;
-    }
-    if (live && !row_fmt && (lane & (nv ? 15 : 31)) == 0) {
-      const int64_t nb = d.K / (nv ? num::kNvBlock : num::kMxBlock);
-      static_cast<uint8_t*>(d.scale)[line * nb + (start + i) / (nv ? num::kNvBlock : num::kMxBlock)] = uint8_t(sc);
-    }
-  }
-  if (row_fmt && start == 0 && lane == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(row_scale);
-}
 
 // NVFP4's per-tensor codec parameter (S_enc or torchao's p), read from the device amax: no host sync.
 __device__ __forceinline__ Codec with_tensor_param(const DirArgs& d) {
@@ -109,94 +39,263 @@ __device__ __forceinline__ Codec with_tensor_param(const DirArgs& d) {
   return c;
 }
 
+__device__ __forceinline__ void atomic_amax(float* p, float a) {
+  atomicMax(reinterpret_cast<unsigned*>(p), num::f32_bits(a));  // |x| bits order like floats; NaN on top
+}
+
+// Encode n consecutive values of one block with one scale; codes packed two per byte.
+template <int N>
+__device__ __forceinline__ void encode_run(const float (&v)[N], const Codec& codec, uint32_t s, bool nan_block,
+                                           const uint32_t (&rbits)[N], uint8_t (&bytes)[N / 2], uint32_t& clipped) {
+  const float mult = codec.multiplier(s);
+  FP4_UNROLL
+  for (int j = 0; j < N; j += 2) {
+    const float a = nan_block ? 0.0f : codec.scaled(v[j], mult, s);
+    const float b = nan_block ? 0.0f : codec.scaled(v[j + 1], mult, s);
+    const uint8_t ca = nan_block ? 0 : codec.encode(a, rbits[j]), cb = nan_block ? 0 : codec.encode(b, rbits[j + 1]);
+    bytes[j / 2] = uint8_t(ca | (cb << 4));
+    if (!nan_block) clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u << j : 0u) | (num::abs_f(b) >= num::kE2M1Max ? 2u << j : 0u);
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void sr_words(uint32_t (&r)[N], const DirArgs& d, num::Stream stream, uint64_t p0) {
+  FP4_UNROLL
+  for (int q = 0; q < N / 4; ++q) {
+    const num::U32x4 w = num::sr_bits4(d.seed, d.offset, stream, (p0 >> 2) + q);
+    r[4 * q] = w.x; r[4 * q + 1] = w.y; r[4 * q + 2] = w.z; r[4 * q + 3] = w.w;
+  }
+}
+
+// Rowwise: a lane owns 8 consecutive values of a row; TC/8 lanes cover a tile row.
+template <int TR, int TC, Pass P>
+__device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int cols, int64_t r0, int64_t c0,
+                                             const DirArgs& d, const Codec& codec, const float* amax2d,
+                                             float& warp_amax) {
+  constexpr int kSegs = TC / kPerLane, kRowsPerWarp = 32 / kSegs;
+  const int lane = threadIdx.x & 31, seg = lane % kSegs;
+  const bool nv = codec.fmt == Format::NVFP4, row_fmt = codec.fmt == Format::FP4Row;
+  const int block_lanes = nv ? 2 : 4;
+  for (int rg = threadIdx.x >> 5; rg < TR / kRowsPerWarp; rg += kWarps) {
+    const int r = rg * kRowsPerWarp + lane / kSegs;
+    const bool live = r < rows && kPerLane * seg < cols;  // whole blocks: C is a multiple of 16
+    float v[kPerLane];
+    const float4 lo = *reinterpret_cast<const float4*>(tile + r * TC + kPerLane * seg);
+    const float4 hi = *reinterpret_cast<const float4*>(tile + r * TC + kPerLane * seg + 4);
+    v[0] = lo.x; v[1] = lo.y; v[2] = lo.z; v[3] = lo.w; v[4] = hi.x; v[5] = hi.y; v[6] = hi.z; v[7] = hi.w;
+    if (d.g) lane8_hadamard(v, d.g, d.signs, seg);
+    const int64_t line = r0 + r, pos = line * d.K + c0 + kPerLane * seg;
+    if (P == Pass::Amax) {
+      const float a = live ? lane8_amax(v) : 0.0f;
+      if (row_fmt) {
+        const float ra = lanes_amax(a, kSegs);
+        if (live && seg == 0) atomic_amax(d.amax + line, ra);
+      } else {
+        warp_amax = num::amax_update(warp_amax, a);
+      }
+      continue;
+    }
+    uint32_t s;
+    if (row_fmt) s = live ? codec.scale_from_amax(d.amax[line]) : 0u;
+    else {
+      const float a = d.block_2d ? amax2d[(r >> 4) * (TC / 16) + (kPerLane * seg >> 4)]
+                                 : lanes_amax(lane8_amax(v), block_lanes);
+      s = codec.rule == ScaleRule::Quest ? lane8_quest_scale(v, a) : codec.scale_from_amax(a);
+    }
+    if (!live) continue;
+    uint32_t rbits[kPerLane] = {};
+    if (codec.rounding == Rounding::SR) sr_words(rbits, d, num::Stream::Rowwise, uint64_t(pos));
+    uint8_t bytes[kPerLane / 2];
+    uint32_t clipped = 0;
+    encode_run(v, codec, s, codec.scale_is_nan(s), rbits, bytes, clipped);
+    *reinterpret_cast<uint32_t*>(d.data + pos / 2) =
+        uint32_t(bytes[0]) | uint32_t(bytes[1]) << 8 | uint32_t(bytes[2]) << 16 | uint32_t(bytes[3]) << 24;
+    if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
+    if (row_fmt) {
+      if (c0 == 0 && seg == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
+    } else if (seg % block_lanes == 0) {
+      const int bs = nv ? num::kNvBlock : num::kMxBlock;
+      static_cast<uint8_t*>(d.scale)[line * (d.K / bs) + (c0 + kPerLane * seg) / bs] = uint8_t(s);
+    }
+  }
+}
+
+// Columnwise RHT in place in shared memory: butterflies along each column's g-blocks, signs folded
+// into the first stage and 1/sqrt(g) into the last (the same fp32 operations as hadamard_block).
+template <int TR, int TC>
+__device__ void columnwise_hadamard(float* tile, const DirArgs& d) {
+  const int g = d.g;
+  const float scale = num::inv_sqrt_pow2(g);
+  for (int h = 1; h < g; h <<= 1) {
+    for (int t = threadIdx.x; t < (TR / 2) * TC; t += kThreads) {
+      const int c = t % TC, pr = t / TC;                        // pair index along the column
+      const int r = (pr / h) * 2 * h + (pr % h);                // r has bit h clear
+      float a = tile[r * TC + c], b = tile[(r + h) * TC + c];
+      if (h == 1) {  // (i, i+1) share a sign word: i is even
+        const int i = r & (g - 1);
+        const uint32_t w = sign_word(d.signs, i >> 5);
+        if ((w >> (i & 31)) & 1u) a = -a;
+        if ((w >> ((i + 1) & 31)) & 1u) b = -b;
+      }
+      float x = a + b, y = a - b;
+      if (2 * h == g) { x = x * scale; y = y * scale; }
+      tile[r * TC + c] = x;
+      tile[(r + h) * TC + c] = y;
+    }
+    __syncthreads();
+  }
+}
+
+// Columnwise: a thread owns one block (B consecutive rows) of one column.
+template <int TR, int TC, Pass P, int B>
+__device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int cols, int64_t r0, int64_t c0,
+                                                const DirArgs& d, const Codec& codec, const float* amax2d,
+                                                float& thread_amax) {
+  const bool row_fmt = codec.fmt == Format::FP4Row;
+  for (int t = threadIdx.x; t < TC * (TR / B); t += kThreads) {
+    const int c = t % TC, rb = (t / TC) * B;
+    if (c >= cols || rb >= rows) continue;                      // whole blocks: R is a multiple of B
+    float v[B];
+    FP4_UNROLL
+    for (int i = 0; i < B; ++i) v[i] = tile[(rb + i) * TC + c];
+    const int64_t line = c0 + c, pos = line * d.K + r0 + rb;
+    float a = 0.0f;
+    FP4_UNROLL
+    for (int i = 0; i < B; ++i) a = num::amax_update(a, v[i]);
+    if (P == Pass::Amax) {
+      if (row_fmt) atomic_amax(d.amax + line, a);
+      else thread_amax = num::amax_update(thread_amax, a);
+      continue;
+    }
+    uint32_t s;
+    if (row_fmt) s = codec.scale_from_amax(d.amax[line]);
+    else if (d.block_2d) s = codec.scale_from_amax(amax2d[(rb >> 4) * (TC / 16) + (c >> 4)]);
+    else if (codec.rule == ScaleRule::Quest) s = num::quest_scale_byte(v, a);
+    else s = codec.scale_from_amax(a);
+    uint32_t rbits[B] = {};
+    if (codec.rounding == Rounding::SR) sr_words(rbits, d, num::Stream::Columnwise, uint64_t(pos));
+    uint8_t bytes[B / 2];
+    uint32_t clipped = 0;
+    encode_run(v, codec, s, codec.scale_is_nan(s), rbits, bytes, clipped);
+    if constexpr (B == 32) {
+      uint4 out;
+      out.x = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | uint32_t(bytes[3]) << 24;
+      out.y = bytes[4] | bytes[5] << 8 | bytes[6] << 16 | uint32_t(bytes[7]) << 24;
+      out.z = bytes[8] | bytes[9] << 8 | bytes[10] << 16 | uint32_t(bytes[11]) << 24;
+      out.w = bytes[12] | bytes[13] << 8 | bytes[14] << 16 | uint32_t(bytes[15]) << 24;
+      *reinterpret_cast<uint4*>(d.data + pos / 2) = out;
+      if (d.mask) *reinterpret_cast<uint32_t*>(d.mask + pos / 8) = clipped;
+    } else {
+      uint2 out;
+      out.x = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | uint32_t(bytes[3]) << 24;
+      out.y = bytes[4] | bytes[5] << 8 | bytes[6] << 16 | uint32_t(bytes[7]) << 24;
+      *reinterpret_cast<uint2*>(d.data + pos / 2) = out;
+    }
+    if (row_fmt) {
+      if (r0 + rb == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
+    } else {
+      static_cast<uint8_t*>(d.scale)[line * (d.K / B) + (r0 + rb) / B] = uint8_t(s);
+    }
+  }
+}
+
 template <class In, int TR, int TC, Pass P>
 __global__ void __launch_bounds__(kThreads) quantize_tile(const typename In::T* __restrict__ x, int64_t R, int64_t C,
                                                           int64_t ld, DirArgs row, DirArgs col) {
   using T = typename In::T;
-  constexpr int kPad = 4 / int(sizeof(T));  // odd pitch in 4-byte words: conflict-free column reads
-  constexpr int kPitch = TC + kPad;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* tile = reinterpret_cast<T*>(smem_raw);
-  float* amax2d = reinterpret_cast<float*>(smem_raw + sizeof(T) * TR * kPitch);  // [TR/16][TC/16]
+  static_assert(TR * TC == kTileElems, "tile size");
+  extern __shared__ __align__(16) float tile[];              // [TR][TC] fp32, then [TR/16][TC/16] amaxes
+  float* amax2d = tile + TR * TC;
 
   const int64_t r0 = int64_t(blockIdx.x) * TR, c0 = int64_t(blockIdx.y) * TC;
   const int rows = int(R - r0 < TR ? R - r0 : TR), cols = int(C - c0 < TC ? C - c0 : TC);
 
-  // Load: 16-byte vectors where the row is aligned and complete, element-wise otherwise. Zero fill.
-  constexpr int kVec = 16 / int(sizeof(T));
+  // Load: 16-byte vectors (aligned full rows), element-wise otherwise; zero fill; convert to fp32.
+  constexpr int kVec = 16 / int(sizeof(T)), kLoads = kTileElems / kVec / kThreads;
   const bool vec_ok = cols == TC && (ld % kVec) == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
-  for (int e = threadIdx.x; e < TR * TC / kVec; e += kThreads) {
-    const int r = e / (TC / kVec), c = (e % (TC / kVec)) * kVec;
-    T buf[kVec];
+  T buf[kLoads][kVec];
+  FP4_UNROLL
+  for (int l = 0; l < kLoads; ++l) {
+    const int e = (l * kThreads + threadIdx.x) * kVec, r = e / TC, c = e % TC;
     if (r < rows && vec_ok) {
-      *reinterpret_cast<uint4*>(buf) = __ldg(reinterpret_cast<const uint4*>(x + (r0 + r) * ld + c0 + c));
+      *reinterpret_cast<uint4*>(buf[l]) = __ldg(reinterpret_cast<const uint4*>(x + (r0 + r) * ld + c0 + c));
     } else {
       FP4_UNROLL
-      for (int k = 0; k < kVec; ++k) buf[k] = (r < rows && c + k < cols) ? x[(r0 + r) * ld + c0 + c + k] : T(0);
+      for (int k = 0; k < kVec; ++k) buf[l][k] = (r < rows && c + k < cols) ? x[(r0 + r) * ld + c0 + c + k] : T(0);
     }
-    FP4_UNROLL
-    for (int k = 0; k < kVec; ++k) tile[r * kPitch + c + k] = buf[k];
   }
-  const bool need2d = (row.on && row.block_2d) || (col.on && col.block_2d);
+  FP4_UNROLL
+  for (int l = 0; l < kLoads; ++l) {
+    const int e = (l * kThreads + threadIdx.x) * kVec;
+    FP4_UNROLL
+    for (int k = 0; k < kVec; k += 4)
+      *reinterpret_cast<float4*>(tile + e + k) = make_float4(to_f32<In>(buf[l][k]), to_f32<In>(buf[l][k + 1]),
+                                                             to_f32<In>(buf[l][k + 2]), to_f32<In>(buf[l][k + 3]));
+  }
   __syncthreads();
-  if (P == Pass::Quant && need2d) {
-    // 16x16 tile amaxes (NVFP4 weights): 4 threads per sub-tile, 4 rows each.
-    constexpr int kSub = (TR / 16) * (TC / 16);
-    for (int t = threadIdx.x; t < kSub * 4; t += kThreads) {
-      const int sub = t >> 2, part = t & 3, sr = sub / (TC / 16), sc = sub % (TC / 16);
-      float a = 0.0f;
-      for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 16; ++c) a = num::amax_update(a, to_f32<In>(tile[(sr * 16 + part * 4 + r) * kPitch + sc * 16 + c]));
-      a = num::amax_update(a, __shfl_xor_sync(kFull, a, 1));
-      a = num::amax_update(a, __shfl_xor_sync(kFull, a, 2));
-      if (part == 0) amax2d[sub] = a;
-    }
+  if (P == Pass::Quant && ((row.on && row.block_2d) || (col.on && col.block_2d))) {
+    // 16x16 tile amaxes for NVFP4 weights (no RHT with 2D blocks).
+    constexpr int kSub = (TR / 16) * (TC / 16), kPer = kThreads / kSub;
+    const int sub = threadIdx.x / kPer, part = threadIdx.x % kPer;
+    const int sr = sub / (TC / 16), sc = sub % (TC / 16);
+    float a = 0.0f;
+    for (int rr = part; rr < 16; rr += kPer)
+      for (int cc = 0; cc < 16; ++cc) a = num::amax_update(a, tile[(sr * 16 + rr) * TC + sc * 16 + cc]);
+    a = lanes_amax(a, kPer);
+    if (part == 0) amax2d[sub] = a;
     __syncthreads();
   }
 
-  const int warp = threadIdx.x >> 5;
-  float warp_amax_row = 0.0f, warp_amax_col = 0.0f;
-  const Codec row_codec = with_tensor_param(row), col_codec = with_tensor_param(col);
-  // (the 32 x 256 and 256 x 32 tiles serve one direction each: the other one is not instantiated)
-  if constexpr (TC >= 128)
-    if (row.on)
-      for (int r = warp; r < rows; r += kWarps)
-      process_line<TC / 32, P, In>(tile + r * kPitch, 1, cols, r0 + r, c0, row, row_codec, num::Stream::Rowwise, amax2d, 1,
-                                   (r >> 4) * (TC / 16), warp_amax_row);
-  if constexpr (TR >= 128)
-    if (col.on)
-      for (int c = warp; c < cols; c += kWarps)
-      process_line<TR / 32, P, In>(tile + c, kPitch, rows, c0 + c, r0, col, col_codec, num::Stream::Columnwise, amax2d, TC / 16,
-                                   c >> 4, warp_amax_col);
-  if (P == Pass::Amax && (threadIdx.x & 31) == 0) {
-    if (row.on && row.codec.fmt == Format::NVFP4)
-      atomicMax(reinterpret_cast<unsigned*>(row.amax), num::f32_bits(warp_amax_row));
-    if (col.on && col.codec.fmt == Format::NVFP4)
-      atomicMax(reinterpret_cast<unsigned*>(col.amax), num::f32_bits(warp_amax_col));
+  float row_amax = 0.0f, col_amax = 0.0f;
+  if (row.on) rowwise_pass<TR, TC, P>(tile, rows, cols, r0, c0, row, with_tensor_param(row), amax2d, row_amax);
+  if (col.on) {
+    if (col.g) {
+      __syncthreads();  // the rowwise pass read the untransformed tile
+      columnwise_hadamard<TR, TC>(tile, col);
+    }
+    const Codec cc = with_tensor_param(col);
+    if (cc.fmt == Format::MXFP4) columnwise_pass<TR, TC, P, 32>(tile, rows, cols, r0, c0, col, cc, amax2d, col_amax);
+    else columnwise_pass<TR, TC, P, 16>(tile, rows, cols, r0, c0, col, cc, amax2d, col_amax);
+  }
+  if (P == Pass::Amax) {
+    row_amax = lanes_amax(row_amax, 32);
+    col_amax = lanes_amax(col_amax, 32);
+    if ((threadIdx.x & 31) == 0) {
+      if (row.on && row.codec.fmt == Format::NVFP4) atomic_amax(row.amax, row_amax);
+      if (col.on && col.codec.fmt == Format::NVFP4) atomic_amax(col.amax, col_amax);
+    }
   }
 }
 
 template <class In, int TR, int TC>
 void launch_tile(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, const DirArgs& col, bool amax_pass,
                  cudaStream_t stream) {
-  using T = typename In::T;
-  const size_t smem = sizeof(T) * TR * (TC + 4 / sizeof(T)) + sizeof(float) * (TR / 16) * (TC / 16);
+  const size_t smem = sizeof(float) * (kTileElems + (TR / 16) * (TC / 16));
   const dim3 grid(unsigned((R + TR - 1) / TR), unsigned((C + TC - 1) / TC));
   auto kernel = amax_pass ? quantize_tile<In, TR, TC, Pass::Amax> : quantize_tile<In, TR, TC, Pass::Quant>;
   FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  kernel<<<grid, kThreads, smem, stream>>>(static_cast<const T*>(x), R, C, ld, row, col);
+  kernel<<<grid, kThreads, smem, stream>>>(static_cast<const typename In::T*>(x), R, C, ld, row, col);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
+// Tile shape from the RHT blocks: columns need TR >= g_col (and 32), rows need TC >= g_row.
 template <class In>
 void launch(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, const DirArgs& col, bool amax_pass,
             cudaStream_t stream) {
-  const int g = std::max(row.on ? row.g : 0, col.on ? col.g : 0);
-  if (g <= 128) return launch_tile<In, 128, 128>(x, R, C, ld, row, col, amax_pass, stream);
-  // g = 256: lines of 256 along the direction that needs it; one kernel per direction.
-  DirArgs off;
-  if (row.on) launch_tile<In, 32, 256>(x, R, C, ld, row, off, amax_pass, stream);
-  if (col.on) launch_tile<In, 256, 32>(x, R, C, ld, off, col, amax_pass, stream);
+  const int gr = row.on ? row.g : 0, gc = col.on ? col.g : 0;
+  auto by_col_g = [&](const DirArgs& r, const DirArgs& c, int g_col) {
+    switch (g_col <= 32 ? 32 : g_col) {
+      case 32: return launch_tile<In, 32, 256>(x, R, C, ld, r, c, amax_pass, stream);
+      case 64: return launch_tile<In, 64, 128>(x, R, C, ld, r, c, amax_pass, stream);
+      case 128: return launch_tile<In, 128, 64>(x, R, C, ld, r, c, amax_pass, stream);
+      default: return launch_tile<In, 256, 32>(x, R, C, ld, r, c, amax_pass, stream);
+    }
+  };
+  const int tc_for_gc = kTileElems / std::max(gc <= 32 ? 32 : gc, 32);
+  if (!row.on || gr <= tc_for_gc) return by_col_g(row, col, gc);
+  DirArgs off;  // both directions cannot share a tile: one kernel each
+  by_col_g(row, off, 0);
+  if (col.on) by_col_g(off, col, gc);
 }
 
 DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int64_t K, float* line_amax) {
@@ -222,7 +321,7 @@ DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int64_t K, 
 void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const QuantizeConfig* row_cfg,
               const QuantizedOut* row_out, const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
               cudaStream_t stream) {
-  // Per-line amax scratch for fp4_row (rows of the view), zeroed for the atomic max.
+  // Per-line amax scratch for fp4_row, zeroed for the atomic max.
   float* scratch = nullptr;
   const int64_t row_lines = row_cfg && row_cfg->fmt == Format::FP4Row ? R : 0;
   const int64_t col_lines = col_cfg && col_cfg->fmt == Format::FP4Row ? C : 0;
@@ -230,10 +329,10 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
     FP4_CUDA_CHECK(cudaMallocAsync(&scratch, sizeof(float) * size_t(row_lines + col_lines), stream));
     FP4_CUDA_CHECK(cudaMemsetAsync(scratch, 0, sizeof(float) * size_t(row_lines + col_lines), stream));
   }
-  DirArgs row = make_dir(row_cfg, row_out, C, scratch);
-  DirArgs col = make_dir(col_cfg, col_out, R, scratch ? scratch + row_lines : nullptr);
+  const DirArgs row = make_dir(row_cfg, row_out, C, scratch);
+  const DirArgs col = make_dir(col_cfg, col_out, R, scratch ? scratch + row_lines : nullptr);
 
-  // Amax pre-pass where a direction needs a tensor (NVFP4) or line (fp4_row) amax it was not given.
+  // Amax pre-pass for the directions that need a tensor (NVFP4) or line (fp4_row) amax not given.
   DirArgs row_a = row, col_a = col;
   row_a.on = row.on && (row_cfg->fmt == Format::FP4Row || (row_cfg->fmt == Format::NVFP4 && !row_cfg->amax_in));
   col_a.on = col.on && (col_cfg->fmt == Format::FP4Row || (col_cfg->fmt == Format::NVFP4 && !col_cfg->amax_in));

@@ -76,11 +76,12 @@ void quantize_direction(const void* x, DType dt, int64_t R, int64_t C, int64_t l
       if (cfg.fmt == Format::FP4Row) static_cast<float*>(out.scale)[r] = bits_f32(s);
       else static_cast<uint8_t*>(out.scale)[r * nb + b] = uint8_t(s);
       const bool nan_block = codec.scale_is_nan(s);
+      const float mult = codec.multiplier(s);
       for (int64_t i = 0; i < bs; i += 4) {
         const int64_t p = r * K + b * bs + i;  // logical position in the quantized view
         const U32x4 bits = cfg.rounding == Rounding::SR ? sr_bits4(cfg.seed, cfg.offset, stream, uint64_t(p) >> 2) : U32x4{};
         for (int j = 0; j < 4; ++j) {
-          const float sv = nan_block ? 0.0f : codec.scale_value(v[i + j], s);
+          const float sv = nan_block ? 0.0f : codec.scaled(v[i + j], mult, s);
           const uint8_t code = nan_block ? 0 : codec.encode(sv, u32x4_get(bits, j));
           uint8_t& byte = out.data[(p + j) >> 1];
           byte = ((p + j) & 1) ? uint8_t((byte & 0x0F) | (code << 4)) : uint8_t((byte & 0xF0) | code);

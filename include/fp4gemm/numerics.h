@@ -187,14 +187,17 @@ FP4_HD float e8m0_inverse(uint8_t b) { return exp2i(127 - int(b)); }
 // normalized by 2^-E(amax) (exact), two-pass mean / variance with pairwise sums, sqrt, then scaled
 // back by 2^E. Non-finite blocks give 0xFF.
 FP4_HD float pairwise_sum32(const float* v) {
+  // Halving stages written out with constant bounds so that nvcc keeps s[] in registers.
   float s[16];
-FP4_UNROLL
+  FP4_UNROLL
   for (int i = 0; i < 16; ++i) s[i] = v[i] + v[i + 16];
-FP4_UNROLL
-  for (int h = 8; h >= 1; h >>= 1)
-FP4_UNROLL
-    for (int i = 0; i < h; ++i) s[i] = s[i] + s[i + h];
-  return s[0];
+  FP4_UNROLL
+  for (int i = 0; i < 8; ++i) s[i] = s[i] + s[i + 8];
+  FP4_UNROLL
+  for (int i = 0; i < 4; ++i) s[i] = s[i] + s[i + 4];
+  s[0] = s[0] + s[2];
+  s[1] = s[1] + s[3];
+  return s[0] + s[1];
 }
 FP4_HD uint8_t quest_scale_byte(const float* v /* 32 values */, float amax) {
   if (!is_finite(amax)) return kE8M0NaN;
@@ -306,14 +309,16 @@ struct Codec {
     if (fmt == Format::NVFP4) return (s & 0x7F) == kE4M3NaN;
     return is_nan(bits_f32(s));
   }
-  // Scaled value v (before prescale and rounding): y * multiplier, or y / s for the exact row scale.
-  FP4_HD float scale_value(float y, uint32_t s) const {
-    float v;
-    if (fmt == Format::MXFP4) v = y * e8m0_inverse(uint8_t(s));
-    else if (rule == ScaleRule::TE) v = y * nv_te_multiplier(uint8_t(s), tensor);
-    else if (rule == ScaleRule::Torchao) v = y * nv_torchao_multiplier(uint8_t(s), tensor);
-    else if (rule == ScaleRule::Pow2) v = y * exp2i(-exp_field(bits_f32(s)));  // exact 1/s
-    else v = y / bits_f32(s);
+  // Per-block multiplier onto the E2M1 grid (computed once per block; unused by the exact `amax` row rule).
+  FP4_HD float multiplier(uint32_t s) const {
+    if (fmt == Format::MXFP4) return e8m0_inverse(uint8_t(s));
+    if (rule == ScaleRule::TE) return nv_te_multiplier(uint8_t(s), tensor);
+    if (rule == ScaleRule::Torchao) return nv_torchao_multiplier(uint8_t(s), tensor);
+    return exp2i(-exp_field(bits_f32(s)));  // pow2 row scale: exact 1/s
+  }
+  // Scaled value v that is rounded: y * multiplier (y / s for the `amax` row rule), then * 3/4.
+  FP4_HD float scaled(float y, float mult, uint32_t s) const {
+    const float v = rule == ScaleRule::Amax ? y / bits_f32(s) : y * mult;
     return prescale ? v * 0.75f : v;
   }
   FP4_HD uint8_t encode(float v, uint32_t rbits) const {

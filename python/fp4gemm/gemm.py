@@ -23,7 +23,7 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
         raise ValueError(f"qb: must be 2D [N, K], got shape {tuple(qb.shape)}")
     if qa.shape[-1] != qb.shape[-1]:
         raise ValueError(f"qb: K={qb.shape[-1]} does not match qa's K={qa.shape[-1]}")
-    if (qa.hadamard_signs or None) != (qb.hadamard_signs or None):
+    if qa.rht != qb.rht and qa.hadamard_signs != qb.hadamard_signs:
         raise ValueError("qb: its Hadamard transform differs from qa's; A.B^T would not be preserved")
     if accumulate not in ("float64", "float32"):
         raise ValueError(f"accumulate: 'float64' or 'float32', got {accumulate!r}")

@@ -67,7 +67,7 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
             qdata=data.view(torch.float4_e2m1fn_x2), scale=scale.view(_SCALE_DTYPE[fmt]), fmt=fmt, scale_rule=rule,
             rounding=rounding, dtype=x.dtype, global_scale=4.0 / 3.0 if prescale else 1.0,
             amax=amax_t if fmt == "nvfp4" else None, clip_mask=mask if clip_mask else None,
-            hadamard_signs=h.sign_list() if h else None)
+            rht=h)
 
     col = build(*out[4:], h_col) if columnwise else None
     if not rowwise:

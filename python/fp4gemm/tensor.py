@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 
 from . import ops
+from .hadamard import Hadamard
 
 
 @dataclass
@@ -18,6 +19,7 @@ class QuantizedTensor:
     amax:   nvfp4 only: the fp32 tensor amax of the quantized values (0-dim).
     global_scale: tensor-level factor folded into dequantization and GEMMs (4/3 with prescale).
     clip_mask: quest only, if asked: uint8 [..., K/8], bit k%8 of byte k/8 set = element was clipped.
+    rht: the Hadamard transform applied along K before quantizing, if any.
     columnwise: the quantization of x.reshape(-1, K).T (blocks along the rows), if asked.
     """
 
@@ -30,7 +32,7 @@ class QuantizedTensor:
     global_scale: float = 1.0
     amax: Optional[torch.Tensor] = None
     clip_mask: Optional[torch.Tensor] = None
-    hadamard_signs: Optional[list] = None
+    rht: Optional[Hadamard] = None
     columnwise: Optional["QuantizedTensor"] = field(default=None, repr=False)
 
     @property
@@ -43,7 +45,12 @@ class QuantizedTensor:
 
     @property
     def hadamard(self) -> int:
-        return len(self.hadamard_signs) if self.hadamard_signs else 0
+        """The RHT block g applied before quantization (0: none)."""
+        return self.rht.g if self.rht else 0
+
+    @property
+    def hadamard_signs(self) -> Optional[list]:
+        return self.rht.sign_list() if self.rht else None
 
     @property
     def device(self) -> torch.device:
