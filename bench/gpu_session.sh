@@ -11,12 +11,12 @@ python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>
 echo "build: $(( $(date +%s) - t0 )) s"; grep -i "C7510\|warning" "$OUT/build.log" | head -5
 cd /tmp  # import the installed package, not the source tree
 cp -r "$OLDPWD/tests" /tmp/fp4tests
-python3 -m pytest -q /tmp/fp4tests 2>&1 | tee "$OUT/pytest.log" | tail -15
+timeout 300 python3 -m pytest -q /tmp/fp4tests 2>&1 | tee "$OUT/pytest.log" | tail -15
 if [ "${1:-}" != "quick" ]; then
   for tool in memcheck racecheck; do
-    compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q /tmp/fp4tests/test_cuda_quantize.py \
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q /tmp/fp4tests/test_cuda_quantize.py \
       -k "normal and bfloat16 or shapes or misaligned or dequantize" -p no:cacheprovider > "$OUT/sanitizer_$tool.log" 2>&1
     echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0' "$OUT/sanitizer_$tool.log") clean summaries)"; tail -3 "$OUT/sanitizer_$tool.log"
   done
 fi
-python3 "$OLDPWD/bench/bench_quantize.py" 2>&1 | tee "$OUT/bench_quantize.md"
+timeout 150 python3 "$OLDPWD/bench/bench_quantize.py" 2>&1 | tee "$OUT/bench_quantize.md"

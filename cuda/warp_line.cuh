@@ -76,10 +76,10 @@ __device__ __forceinline__ float lane8_pairwise_sum32(float (&s)[kPerLane]) {
   return s[0] + s[1];
 }
 
-// QuEST scale byte of the 32-block held by 4 lanes (numerics.h quest_scale_byte).
+// QuEST scale byte of the 32-block held by 4 lanes (numerics.h quest_scale_byte). No early exit for
+// non-finite blocks: the sums shuffle across the whole warp, so every lane must take part.
 __device__ __forceinline__ uint8_t lane8_quest_scale(const float (&v)[kPerLane], float amax) {
-  if (!num::is_finite(amax)) return num::kE8M0NaN;
-  const int E = num::exp_field(amax);
+  const int E = num::is_finite(amax) ? num::exp_field(amax) : 0;
   const float norm = num::exp2i(-E);
   float n[kPerLane];
   FP4_UNROLL
@@ -94,7 +94,7 @@ __device__ __forceinline__ uint8_t lane8_quest_scale(const float (&v)[kPerLane],
   float sigma = __fsqrt_rn(var);
   sigma = sigma * num::exp2i(E);
   const float q = sigma * num::kQuestScale + num::kQuestEps;
-  return uint8_t(num::clamp_i(num::exp_field(q), -127, 127) + 127);
+  return num::is_finite(amax) ? uint8_t(num::clamp_i(num::exp_field(q), -127, 127) + 127) : num::kE8M0NaN;
 }
 
 }  // namespace fp4gemm::cuda
