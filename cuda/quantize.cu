@@ -31,10 +31,14 @@ struct DirArgs {
   float* amax = nullptr;  // NVFP4: the tensor amax (amax-pass target); fp4_row: per-line amax [lines]
 };
 
-// NVFP4's per-tensor codec parameter (S_enc or torchao's p), read from the device amax: no host sync.
-__device__ __forceinline__ Codec with_tensor_param(const DirArgs& d) {
+// The direction's codec with the format and rounding fixed at compile time (its switches fold away)
+// and NVFP4's per-tensor parameter (S_enc or torchao's p) read from the device amax: no host sync.
+template <Format F, Rounding Rd>
+__device__ __forceinline__ Codec kernel_codec(const DirArgs& d) {
   Codec c = d.codec;
-  if (d.on && c.fmt == Format::NVFP4)
+  c.fmt = F;
+  c.rounding = Rd;
+  if (d.on && F == Format::NVFP4)
     c.tensor = c.rule == ScaleRule::TE ? num::nv_encode_scale(*d.amax) : num::nv_torchao_tensor_scale(*d.amax);
   return c;
 }
@@ -199,8 +203,8 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
   }
 }
 
-template <class In, int TR, int TC, Pass P>
-__global__ void __launch_bounds__(kThreads) quantize_tile(const typename In::T* __restrict__ x, int64_t R, int64_t C,
+template <class In, int TR, int TC, Pass P, Format F, Rounding Rd>
+__global__ void __launch_bounds__(kThreads, 3) quantize_tile(const typename In::T* __restrict__ x, int64_t R, int64_t C,
                                                           int64_t ld, DirArgs row, DirArgs col) {
   using T = typename In::T;
   static_assert(TR * TC == kTileElems, "tile size");
@@ -247,55 +251,75 @@ __global__ void __launch_bounds__(kThreads) quantize_tile(const typename In::T* 
   }
 
   float row_amax = 0.0f, col_amax = 0.0f;
-  if (row.on) rowwise_pass<TR, TC, P>(tile, rows, cols, r0, c0, row, with_tensor_param(row), amax2d, row_amax);
+  if (row.on) rowwise_pass<TR, TC, P>(tile, rows, cols, r0, c0, row, kernel_codec<F, Rd>(row), amax2d, row_amax);
   if (col.on) {
     if (col.g) {
       __syncthreads();  // the rowwise pass read the untransformed tile
       columnwise_hadamard<TR, TC>(tile, col);
     }
-    const Codec cc = with_tensor_param(col);
-    if (cc.fmt == Format::MXFP4) columnwise_pass<TR, TC, P, 32>(tile, rows, cols, r0, c0, col, cc, amax2d, col_amax);
-    else columnwise_pass<TR, TC, P, 16>(tile, rows, cols, r0, c0, col, cc, amax2d, col_amax);
+    constexpr int kColBlock = F == Format::MXFP4 ? 32 : 16;
+    columnwise_pass<TR, TC, P, kColBlock>(tile, rows, cols, r0, c0, col, kernel_codec<F, Rd>(col), amax2d, col_amax);
   }
   if (P == Pass::Amax) {
     row_amax = lanes_amax(row_amax, 32);
     col_amax = lanes_amax(col_amax, 32);
     if ((threadIdx.x & 31) == 0) {
-      if (row.on && row.codec.fmt == Format::NVFP4) atomic_amax(row.amax, row_amax);
-      if (col.on && col.codec.fmt == Format::NVFP4) atomic_amax(col.amax, col_amax);
+      if (F == Format::NVFP4 && row.on) atomic_amax(row.amax, row_amax);
+      if (F == Format::NVFP4 && col.on) atomic_amax(col.amax, col_amax);
     }
   }
 }
 
-template <class In, int TR, int TC>
+template <class In, int TR, int TC, Format F, Rounding Rd>
 void launch_tile(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, const DirArgs& col, bool amax_pass,
                  cudaStream_t stream) {
   const size_t smem = sizeof(float) * (kTileElems + (TR / 16) * (TC / 16));
   const dim3 grid(unsigned((R + TR - 1) / TR), unsigned((C + TC - 1) / TC));
-  auto kernel = amax_pass ? quantize_tile<In, TR, TC, Pass::Amax> : quantize_tile<In, TR, TC, Pass::Quant>;
+  auto kernel = amax_pass ? quantize_tile<In, TR, TC, Pass::Amax, F, Rounding::RTN> : quantize_tile<In, TR, TC, Pass::Quant, F, Rd>;
   FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   kernel<<<grid, kThreads, smem, stream>>>(static_cast<const typename In::T*>(x), R, C, ld, row, col);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
+// Compile-time format and rounding (both directions of one launch share them).
+template <class In, int TR, int TC>
+void launch_codec(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, const DirArgs& col,
+                  bool amax_pass, cudaStream_t stream) {
+  const Codec& c = row.on ? row.codec : col.codec;
+  const bool sr = c.rounding == Rounding::SR && !amax_pass;
+  switch (c.fmt) {
+    case Format::MXFP4:
+      return sr ? launch_tile<In, TR, TC, Format::MXFP4, Rounding::SR>(x, R, C, ld, row, col, amax_pass, stream)
+                : launch_tile<In, TR, TC, Format::MXFP4, Rounding::RTN>(x, R, C, ld, row, col, amax_pass, stream);
+    case Format::NVFP4:
+      return sr ? launch_tile<In, TR, TC, Format::NVFP4, Rounding::SR>(x, R, C, ld, row, col, amax_pass, stream)
+                : launch_tile<In, TR, TC, Format::NVFP4, Rounding::RTN>(x, R, C, ld, row, col, amax_pass, stream);
+    case Format::FP4Row:
+      return sr ? launch_tile<In, TR, TC, Format::FP4Row, Rounding::SR>(x, R, C, ld, row, col, amax_pass, stream)
+                : launch_tile<In, TR, TC, Format::FP4Row, Rounding::RTN>(x, R, C, ld, row, col, amax_pass, stream);
+  }
+}
+
 // Tile shape from the RHT blocks: columns need TR >= g_col (and 32), rows need TC >= g_row.
+// Directions that cannot share a tile, a format or a rounding run as two launches.
 template <class In>
 void launch(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, const DirArgs& col, bool amax_pass,
             cudaStream_t stream) {
-  const int gr = row.on ? row.g : 0, gc = col.on ? col.g : 0;
-  auto by_col_g = [&](const DirArgs& r, const DirArgs& c, int g_col) {
-    switch (g_col <= 32 ? 32 : g_col) {
-      case 32: return launch_tile<In, 32, 256>(x, R, C, ld, r, c, amax_pass, stream);
-      case 64: return launch_tile<In, 64, 128>(x, R, C, ld, r, c, amax_pass, stream);
-      case 128: return launch_tile<In, 128, 64>(x, R, C, ld, r, c, amax_pass, stream);
-      default: return launch_tile<In, 256, 32>(x, R, C, ld, r, c, amax_pass, stream);
+  auto by_col_g = [&](const DirArgs& r, const DirArgs& c) {
+    switch (c.on && c.g > 32 ? c.g : 32) {
+      case 32: return launch_codec<In, 32, 256>(x, R, C, ld, r, c, amax_pass, stream);
+      case 64: return launch_codec<In, 64, 128>(x, R, C, ld, r, c, amax_pass, stream);
+      case 128: return launch_codec<In, 128, 64>(x, R, C, ld, r, c, amax_pass, stream);
+      default: return launch_codec<In, 256, 32>(x, R, C, ld, r, c, amax_pass, stream);
     }
   };
-  const int tc_for_gc = kTileElems / std::max(gc <= 32 ? 32 : gc, 32);
-  if (!row.on || gr <= tc_for_gc) return by_col_g(row, col, gc);
-  DirArgs off;  // both directions cannot share a tile: one kernel each
-  by_col_g(row, off, 0);
-  if (col.on) by_col_g(off, col, gc);
+  const int tc_for_col = kTileElems / (col.on && col.g > 32 ? col.g : 32);
+  const bool share = row.on && col.on && row.g <= tc_for_col && row.codec.fmt == col.codec.fmt &&
+                     row.codec.rounding == col.codec.rounding;
+  if (share || !row.on || !col.on) return by_col_g(row, col);
+  const DirArgs off;
+  by_col_g(row, off);
+  by_col_g(off, col);
 }
 
 DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int64_t K, float* line_amax) {

@@ -60,10 +60,12 @@ FP4_HD float exp2i(int e) {
 FP4_HD int clamp_i(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 FP4_HD float min_f(float a, float b) { return b < a ? b : a; }  // a if b is NaN
 
-// Running amax that propagates NaN (fmaxf would drop it).
+// Running amax of |x|: the maximum of the sign-cleared bit patterns, which orders non-negative
+// floats like their values and puts NaN above Inf. One integer max, NaN-propagating, and
+// order-independent (the NaN payload is the largest), so any reduction tree gives the same bits.
 FP4_HD float amax_update(float amax, float x) {
-  float a = abs_f(x);
-  return (is_nan(a) || a > amax) ? a : amax;
+  const uint32_t a = f32_bits(amax), b = f32_bits(x) & 0x7FFFFFFFu;
+  return bits_f32(a > b ? a : b);
 }
 
 // ---------------------------------------------------------------- input conversion
@@ -91,11 +93,17 @@ FP4_HD float e2m1_value(uint8_t code) {
 }
 
 // Round-to-nearest, ties to the even code, saturating at 6; the sign survives a round to zero.
+// Branch-free: below 1 the grid is multiples of 0.5 (adding 2^22, whose ulp is 0.5, rounds RNE);
+// from 1 on, E2M1 is a float with one mantissa bit (RNE on the fp32 bits). v must not be NaN.
 FP4_HD uint8_t e2m1_rtn(float v) {
-  float a = abs_f(v);
-  uint8_t c = a <= 0.25f ? 0 : a < 0.75f ? 1 : a <= 1.25f ? 2 : a < 1.75f ? 3
-            : a <= 2.5f  ? 4 : a < 3.5f  ? 5 : a <= 5.0f  ? 6 : 7;
-  return uint8_t(c | (sign_bit(v) ? 8 : 0));
+  const float a = abs_f(v);
+  const float q = (a + 4194304.0f) - 4194304.0f;                   // 0, 0.5 or 1 for a < 1
+  const uint32_t lo = uint32_t(q + q);                               // code 0, 1 or 2
+  uint32_t u = f32_bits(a);
+  u += 0x1FFFFFu + ((u >> 22) & 1u);                                 // RNE to 1 mantissa bit
+  const uint32_t hi = 2u * ((u >> 23) - 126u) + ((u >> 22) & 1u);    // (1 + m/2) 2^e -> 2(e + 1) + m
+  const uint32_t c = a < 1.0f ? lo : (hi < 7u ? hi : 7u);
+  return uint8_t(c | (sign_bit(v) ? 8u : 0u));
 }
 
 // Stochastic rounding with one 32-bit random word r. With grid neighbours lo <= |v| < hi the
@@ -318,7 +326,7 @@ struct Codec {
   }
   // Scaled value v that is rounded: y * multiplier (y / s for the `amax` row rule), then * 3/4.
   FP4_HD float scaled(float y, float mult, uint32_t s) const {
-    const float v = rule == ScaleRule::Amax ? y / bits_f32(s) : y * mult;
+    const float v = fmt == Format::FP4Row && rule == ScaleRule::Amax ? y / bits_f32(s) : y * mult;
     return prescale ? v * 0.75f : v;
   }
   FP4_HD uint8_t encode(float v, uint32_t rbits) const {
