@@ -124,25 +124,29 @@ __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int co
   }
 }
 
-// Columnwise RHT in place in shared memory: butterflies along each column's g-blocks, signs folded
-// into the first stage and 1/sqrt(g) into the last (the same fp32 operations as hadamard_block).
-template <int TR, int TC>
+// Columnwise RHT for g larger than a thread's block B: each thread runs the signs and the stages
+// h < B on its blocks in registers and stores them back; the stages h >= B then run in shared memory,
+// with 1/sqrt(g) folded into the last (the same fp32 operations as hadamard_block).
+template <int TR, int TC, int B>
 __device__ void columnwise_hadamard(float* tile, const DirArgs& d) {
-  const int g = d.g;
-  const float scale = num::inv_sqrt_pow2(g);
-  for (int h = 1; h < g; h <<= 1) {
+  for (int t = threadIdx.x; t < TC * (TR / B); t += kThreads) {
+    const int c = t % TC, rb = (t / TC) * B;
+    float v[B];
+    FP4_UNROLL
+    for (int i = 0; i < B; ++i) v[i] = tile[(rb + i) * TC + c];
+    thread_hadamard<B>(v, d.g, d.signs, rb);
+    FP4_UNROLL
+    for (int i = 0; i < B; ++i) tile[(rb + i) * TC + c] = v[i];
+  }
+  __syncthreads();
+  const float scale = num::inv_sqrt_pow2(d.g);
+  for (int h = B; h < d.g; h <<= 1) {
     for (int t = threadIdx.x; t < (TR / 2) * TC; t += kThreads) {
       const int c = t % TC, pr = t / TC;                        // pair index along the column
       const int r = (pr / h) * 2 * h + (pr % h);                // r has bit h clear
-      float a = tile[r * TC + c], b = tile[(r + h) * TC + c];
-      if (h == 1) {  // (i, i+1) share a sign word: i is even
-        const int i = r & (g - 1);
-        const uint32_t w = sign_word(d.signs, i >> 5);
-        if ((w >> (i & 31)) & 1u) a = -a;
-        if ((w >> ((i + 1) & 31)) & 1u) b = -b;
-      }
+      const float a = tile[r * TC + c], b = tile[(r + h) * TC + c];
       float x = a + b, y = a - b;
-      if (2 * h == g) { x = x * scale; y = y * scale; }
+      if (2 * h == d.g) { x = x * scale; y = y * scale; }
       tile[r * TC + c] = x;
       tile[(r + h) * TC + c] = y;
     }
@@ -162,6 +166,7 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
     float v[B];
     FP4_UNROLL
     for (int i = 0; i < B; ++i) v[i] = tile[(rb + i) * TC + c];
+    if (d.g && d.g <= B) thread_hadamard<B>(v, d.g, d.signs, rb);  // larger g: done in shared memory
     const int64_t line = c0 + c, pos = line * d.K + r0 + rb;
     float a = 0.0f;
     FP4_UNROLL
@@ -253,11 +258,11 @@ __global__ void __launch_bounds__(kThreads, 3) quantize_tile(const typename In::
   float row_amax = 0.0f, col_amax = 0.0f;
   if (row.on) rowwise_pass<TR, TC, P>(tile, rows, cols, r0, c0, row, kernel_codec<F, Rd>(row), amax2d, row_amax);
   if (col.on) {
-    if (col.g) {
-      __syncthreads();  // the rowwise pass read the untransformed tile
-      columnwise_hadamard<TR, TC>(tile, col);
-    }
     constexpr int kColBlock = F == Format::MXFP4 ? 32 : 16;
+    if (col.g > kColBlock) {
+      __syncthreads();  // the rowwise pass read the untransformed tile
+      columnwise_hadamard<TR, TC, kColBlock>(tile, col);
+    }
     columnwise_pass<TR, TC, P, kColBlock>(tile, rows, cols, r0, c0, col, kernel_codec<F, Rd>(col), amax2d, col_amax);
   }
   if (P == Pass::Amax) {

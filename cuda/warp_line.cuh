@@ -49,6 +49,33 @@ __device__ __forceinline__ void lane8_hadamard(float (&v)[kPerLane], int g, cons
   for (int j = 0; j < kPerLane; ++j) v[j] = v[j] * scale;
 }
 
+// Hadamard steps on the N consecutive values i0 .. i0+N-1 of a line held by one thread (i0 % N == 0,
+// N <= 32, so they share one sign word): the signs and the stages h < min(g, N), and the 1/sqrt(g)
+// multiply when the whole g-block is here. Larger stages are done by the caller (shared memory).
+template <int N>
+__device__ __forceinline__ void thread_hadamard(float (&v)[N], int g, const uint32_t (&signs)[8], int i0) {
+  const uint32_t w = sign_word(signs, g >= 32 ? (i0 & (g - 1)) >> 5 : 0);
+  FP4_UNROLL
+  for (int k = 0; k < N; ++k)
+    if ((w >> ((i0 + k) & (g - 1) & 31)) & 1u) v[k] = -v[k];
+  FP4_UNROLL
+  for (int h = 1; h < N; h <<= 1) {
+    if (h >= g) break;
+    FP4_UNROLL
+    for (int k = 0; k < N; ++k)
+      if (!(k & h)) {
+        const float a = v[k], b = v[k + h];
+        v[k] = a + b;
+        v[k + h] = a - b;
+      }
+  }
+  if (g <= N) {
+    const float scale = num::inv_sqrt_pow2(g);
+    FP4_UNROLL
+    for (int k = 0; k < N; ++k) v[k] = v[k] * scale;
+  }
+}
+
 __device__ __forceinline__ float lane8_amax(const float (&v)[kPerLane]) {
   float a = 0.0f;
   FP4_UNROLL
