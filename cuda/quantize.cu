@@ -29,6 +29,12 @@ struct DirArgs {
   void* scale = nullptr;
   uint8_t* mask = nullptr;
   float* amax = nullptr;  // NVFP4: the tensor amax (amax-pass target); fp4_row: per-line amax [lines]
+  bool scale_blocked = false;
+
+  __device__ __forceinline__ void store_scale(int64_t line, int64_t blk, uint8_t s, int bs) const {
+    const int64_t nb = K / bs;
+    static_cast<uint8_t*>(scale)[scale_blocked ? num::blocked_offset(line, blk, nb) : line * nb + blk] = s;
+  }
 };
 
 // The direction's codec with the format and rounding fixed at compile time (its switches fold away)
@@ -119,7 +125,7 @@ __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int co
       if (c0 == 0 && seg == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
     } else if (seg % block_lanes == 0) {
       const int bs = nv ? num::kNvBlock : num::kMxBlock;
-      static_cast<uint8_t*>(d.scale)[line * (d.K / bs) + (c0 + kPerLane * seg) / bs] = uint8_t(s);
+      d.store_scale(line, (c0 + kPerLane * seg) / bs, uint8_t(s), bs);
     }
   }
 }
@@ -203,7 +209,7 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
     if (row_fmt) {
       if (r0 + rb == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
     } else {
-      static_cast<uint8_t*>(d.scale)[line * (d.K / B) + (r0 + rb) / B] = uint8_t(s);
+      d.store_scale(line, (r0 + rb) / B, uint8_t(s), B);
     }
   }
 }
@@ -341,6 +347,7 @@ DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int64_t K, 
   d.data = out->data;
   d.scale = out->scale;
   d.mask = out->clip_mask;
+  d.scale_blocked = out->scale_blocked;
   d.amax = cfg->fmt == Format::NVFP4 ? out->amax : line_amax;
   return d;
 }

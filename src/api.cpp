@@ -45,6 +45,7 @@ void check_out(const QuantizedOut* out, const QuantizeConfig& cfg, const char* w
   if (!out->scale) bad(n + ".scale", "null pointer");
   if (cfg.fmt == Format::NVFP4 && !out->amax) bad(n + ".amax", "nvfp4 needs an amax output");
   if (cfg.amax_in && cfg.fmt != Format::NVFP4) bad(std::string(which) + " config.amax_in", "only nvfp4 takes a tensor amax");
+  if (out->scale_blocked && cfg.fmt == Format::FP4Row) bad(n + ".scale_blocked", "per-row scales have no blocked layout");
   if (out->clip_mask && cfg.scale_rule != ScaleRule::Quest) bad(n + ".clip_mask", "only the quest rule writes a clip mask");
 }
 

@@ -50,7 +50,8 @@ PYBIND11_MODULE(_C, m) {
       .FP4_PTR_FIELD(QuantizedOut, data, uint8_t)
       .FP4_PTR_FIELD(QuantizedOut, scale, void)
       .FP4_PTR_FIELD(QuantizedOut, amax, float)
-      .FP4_PTR_FIELD(QuantizedOut, clip_mask, uint8_t);
+      .FP4_PTR_FIELD(QuantizedOut, clip_mask, uint8_t)
+      .def_readwrite("scale_blocked", &QuantizedOut::scale_blocked);
 
   py::class_<QuantizedIn>(m, "QuantizedIn")
       .def(py::init<>())

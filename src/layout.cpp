@@ -4,28 +4,24 @@
 #include <cstring>
 
 #include "fp4gemm/fp4gemm.h"
+#include "fp4gemm/numerics.h"
 
 namespace fp4gemm {
 namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t blocked_offset(int64_t r, int64_t c, int64_t col_tiles) {
-  return ((r / 128) * col_tiles + c / 4) * 512 + 16 * (r % 32) + 4 * ((r % 128) / 32) + c % 4;
-}
 }  // namespace
 
 int64_t blocked_size(int64_t rows, int64_t cols) { return ceil_div(rows, 128) * 128 * ceil_div(cols, 4) * 4; }
 
 void scales_to_blocked(const uint8_t* canonical, int64_t rows, int64_t cols, uint8_t* blocked) {
-  const int64_t col_tiles = ceil_div(cols, 4);
   std::memset(blocked, 0, size_t(blocked_size(rows, cols)));
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) blocked[blocked_offset(r, c, col_tiles)] = canonical[r * cols + c];
+    for (int64_t c = 0; c < cols; ++c) blocked[num::blocked_offset(r, c, cols)] = canonical[r * cols + c];
 }
 
 void scales_from_blocked(const uint8_t* blocked, int64_t rows, int64_t cols, uint8_t* canonical) {
-  const int64_t col_tiles = ceil_div(cols, 4);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) canonical[r * cols + c] = blocked[blocked_offset(r, c, col_tiles)];
+    for (int64_t c = 0; c < cols; ++c) canonical[r * cols + c] = blocked[num::blocked_offset(r, c, cols)];
 }
 
 }  // namespace fp4gemm

@@ -74,7 +74,7 @@ void quantize_direction(const void* x, DType dt, int64_t R, int64_t C, int64_t l
       const float amax = bamax[size_t(r * nb + b)];
       const uint32_t s = cfg.scale_rule == ScaleRule::Quest ? quest_scale_byte(v, amax) : codec.scale_from_amax(amax);
       if (cfg.fmt == Format::FP4Row) static_cast<float*>(out.scale)[r] = bits_f32(s);
-      else static_cast<uint8_t*>(out.scale)[r * nb + b] = uint8_t(s);
+      else static_cast<uint8_t*>(out.scale)[out.scale_blocked ? blocked_offset(r, b, nb) : r * nb + b] = uint8_t(s);
       const bool nan_block = codec.scale_is_nan(s);
       const float mult = codec.multiplier(s);
       for (int64_t i = 0; i < bs; i += 4) {

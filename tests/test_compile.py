@@ -8,7 +8,7 @@ from fp4gemm import ops
 
 def test_opcheck_quantize_and_gemm():
     x = torch.randn(32, 64)
-    args = (x, "nvfp4", "te", "rtn", False, False, 16, [0] * 8, 0, [], 0, 0, True, True, None, False)
+    args = (x, "nvfp4", "te", "rtn", False, False, 16, [0] * 8, 0, [], 0, 0, True, True, None, False, False)
     torch.library.opcheck(ops.quantize_op, args)
     d, s, a, _m, *_ = ops.quantize_op(*args)
     torch.library.opcheck(ops.gemm_op, (d, s, a, "nvfp4", "te", 1.0, d, s, a, "nvfp4", "te", 1.0, 1.0, None,

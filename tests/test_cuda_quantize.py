@@ -139,3 +139,13 @@ def test_uses_the_current_stream():
         q = fp4gemm.quantize(x, "nvfp4", columnwise=True)
     s.synchronize()
     assert_same(fp4gemm.quantize(x.cpu(), "nvfp4", columnwise=True), q)
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
+def test_blocked_scales_match_cpu(fmt):
+    x = inputs("heavy", (320, 768), torch.bfloat16)
+    kw = dict(fmt=fmt, scale_layout="blocked", columnwise=True, rounding="sr", seed=9)
+    qc, qg = fp4gemm.quantize(x, **kw), fp4gemm.quantize(x.cuda(), **kw)
+    for a, b in ((qc, qg), (qc.columnwise, qg.columnwise)):
+        assert torch.equal(a.scale.view(torch.uint8), b.scale.view(torch.uint8).cpu())
+        assert torch.equal(a.codes(), b.codes().cpu())

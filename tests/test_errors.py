@@ -30,6 +30,8 @@ import fp4gemm
     (lambda: fp4gemm.quantize(torch.ones(4, 64), clip_mask=True), "clip_mask"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), seed=-1, rounding="sr"), "seed"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), rowwise=False), "rowwise"),
+    (lambda: fp4gemm.quantize(torch.ones(4, 64), scale_layout="swizzled"), "scale_layout"),
+    (lambda: fp4gemm.quantize(torch.ones(4, 64), "fp4_row", scale_layout="blocked"), "scale_layout"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), amax=torch.tensor(1.0)), "amax"),
     (lambda: fp4gemm.quantize(torch.ones(4, 64), "nvfp4", amax=torch.ones(2)), "amax"),
     (lambda: fp4gemm.Hadamard(16, signs=[1] * 8), "hadamard.signs"),

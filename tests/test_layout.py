@@ -32,3 +32,17 @@ def test_quantized_scales_in_blocked_layout_keep_dtype():
     b = q.blocked_scale()
     assert b.dtype == torch.float8_e4m3fn
     assert torch.equal(fp4gemm.from_blocked(b, 130, 16).view(torch.uint8), q.scale_bytes())
+
+
+@pytest.mark.parametrize("fmt,rows", [("mxfp4", 130), ("nvfp4", 257), ("mxfp4", 96)])
+def test_quantizer_writes_blocked_scales_directly(fmt, rows):
+    x = torch.randn(rows, 512)
+    kw = dict(rounding="sr", seed=3, columnwise=rows % 32 == 0)
+    q = fp4gemm.quantize(x, fmt, **kw)
+    qb = fp4gemm.quantize(x, fmt, scale_layout="blocked", **kw)
+    assert torch.equal(qb.scale.view(torch.uint8), fp4gemm.to_blocked(q.scale).view(torch.uint8))
+    assert torch.equal(qb.codes(), q.codes()) and torch.equal(qb.dequantize(), q.dequantize())
+    if kw["columnwise"]:
+        assert torch.equal(qb.columnwise.scale.view(torch.uint8), fp4gemm.to_blocked(q.columnwise.scale).view(torch.uint8))
+    y = fp4gemm.quantize(torch.randn(16, 512), fmt)
+    assert torch.equal(fp4gemm.gemm(qb, y), fp4gemm.gemm(q, y))

@@ -42,6 +42,8 @@ struct QuantizedOut {
   void* scale = nullptr;          // MX: uint8 E8M0 [rows, K/32]; NV: uint8 E4M3 [rows, K/16]; row: fp32 [rows]
   float* amax = nullptr;          // NVFP4: 1 float, the tensor amax used (computed unless given)
   uint8_t* clip_mask = nullptr;   // Quest only (optional): [rows, K/8] bits, bit set = |x/s| >= 6 (clipped)
+  bool scale_blocked = false;     // MX/NV: write scales in the 128x4 blocked layout (blocked_size bytes,
+                                  // padding left as the caller initialized it: zero it first)
 };
 
 // A quantized operand as the GEMM reads it (rows x K, rowwise along K).

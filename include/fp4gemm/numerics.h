@@ -345,6 +345,15 @@ FP4_HD float dequantize_element(Format fmt, ScaleRule rule, uint8_t code, uint32
   return float(double(e2m1_value(code)) * s * global);
 }
 
+// ---------------------------------------------------------------- scale layouts
+// Byte offset of scale (r, c) of a [rows, cols] scale matrix in the 128x4 blocked layout of cuBLAS /
+// CUTLASS sm100: 512-byte tiles of 128 rows x 4 columns, tiles of one 128-row group in K order, then the
+// next group; inside a tile (r, c) sits at 16 * (r % 32) + 4 * ((r % 128) / 32) + c % 4.
+FP4_HD int64_t blocked_offset(int64_t r, int64_t c, int64_t cols) {
+  const int64_t col_tiles = (cols + 3) / 4;
+  return ((r / 128) * col_tiles + c / 4) * 512 + 16 * (r % 32) + 4 * ((r % 128) / 32) + c % 4;
+}
+
 // ---------------------------------------------------------------- Philox4x32-10
 struct U32x4 { uint32_t x, y, z, w; };
 

@@ -28,7 +28,8 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
     if accumulate not in ("float64", "float32"):
         raise ValueError(f"accumulate: 'float64' or 'float32', got {accumulate!r}")
     a2 = qa.codes().reshape(-1, qa.qdata.shape[-1])
-    sa = qa.scale_bytes().reshape(-1, qa.scale.shape[-1])
+    sa = qa.scale_bytes()
+    sa = sa.reshape(-1, sa.shape[-1])
     d = ops.gemm_op(a2, sa, qa.amax, qa.fmt, qa.scale_rule, qa.global_scale,
                     qb.codes(), qb.scale_bytes(), qb.amax, qb.fmt, qb.scale_rule, qb.global_scale,
                     float(alpha), bias, out_dtype, accumulate == "float32")

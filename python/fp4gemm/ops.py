@@ -63,24 +63,26 @@ def _config(fmt, rule, rounding, prescale, block_2d, g, signs, seed, offset, ama
     return c
 
 
-def _out_shapes(lead: list[int], K: int, fmt: str, clip_mask: bool):
-    """Shapes (data, scale, mask) of a quantized [*lead, K] output."""
+def _out_shapes(lead: list[int], K: int, fmt: str, clip_mask: bool, blocked: bool):
+    """Shapes (data, scale, mask) of a quantized [*lead, K] output (blocked scales: flat, padded)."""
     nscale = 1 if fmt == "fp4_row" else K // BLOCK[fmt]
-    return lead + [K // 2], lead + [nscale], (lead + [K // 8]) if clip_mask else [0]
+    scale = [_C.blocked_size(math.prod(lead), nscale)] if blocked else lead + [nscale]
+    return lead + [K // 2], scale, (lead + [K // 8]) if clip_mask else [0]
 
 
-def _alloc(x: torch.Tensor, lead: list[int], K: int, fmt: str, clip_mask: bool):
-    d, s, m = _out_shapes(lead, K, fmt, clip_mask)
+def _alloc(x: torch.Tensor, lead: list[int], K: int, fmt: str, clip_mask: bool, blocked: bool):
+    d, s, m = _out_shapes(lead, K, fmt, clip_mask, blocked)
     data = torch.empty(d, dtype=torch.uint8, device=x.device)
-    scale = torch.empty(s, dtype=torch.float32 if fmt == "fp4_row" else torch.uint8, device=x.device)
+    scale_dtype = torch.float32 if fmt == "fp4_row" else torch.uint8
+    scale = (torch.zeros if blocked else torch.empty)(s, dtype=scale_dtype, device=x.device)  # padding = 0
     amax = torch.empty([] if fmt == "nvfp4" else [0], dtype=torch.float32, device=x.device)
     mask = torch.zeros(m, dtype=torch.uint8, device=x.device)
     return data, scale, amax, mask
 
 
-def _out(data, scale, amax, mask, fmt, clip_mask):
+def _out(data, scale, amax, mask, fmt, clip_mask, blocked):
     o = _C.QuantizedOut()
-    o.data, o.scale = data.data_ptr(), scale.data_ptr()
+    o.data, o.scale, o.scale_blocked = data.data_ptr(), scale.data_ptr(), blocked
     if fmt == "nvfp4":
         o.amax = amax.data_ptr()
     if clip_mask:
@@ -95,7 +97,8 @@ _Q8 = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
 @torch.library.custom_op("fp4gemm::quantize", mutates_args=())
 def quantize_op(x: torch.Tensor, fmt: str, scale_rule: str, rounding: str, prescale: bool, block_2d: bool,
                 hadamard: int, signs: list[int], col_hadamard: int, col_signs: list[int], seed: int, offset: int,
-                rowwise: bool, columnwise: bool, amax: Optional[torch.Tensor], clip_mask: bool) -> _Q8:
+                rowwise: bool, columnwise: bool, amax: Optional[torch.Tensor], clip_mask: bool,
+                scale_blocked: bool) -> _Q8:
     """Rowwise and/or columnwise quantization of x[..., K]; absent outputs are empty tensors."""
     dt = native_dtype(x, "x")
     on_device, stream = device_args(x, "x")
@@ -104,12 +107,13 @@ def quantize_op(x: torch.Tensor, fmt: str, scale_rule: str, rounding: str, presc
         raise ValueError("amax: must be a one-element float32 tensor on x's device")
     lead = list(x.shape[:-1]) if x.dim() > 1 else [1]
     empty = [x.new_empty([0], dtype=torch.uint8) for _ in range(4)]
-    row = _alloc(x, lead, K, fmt, clip_mask) if rowwise else empty
-    col = _alloc(x, [K], rows, fmt, clip_mask) if columnwise else empty
+    row = _alloc(x, lead, K, fmt, clip_mask, scale_blocked) if rowwise else empty
+    col = _alloc(x, [K], rows, fmt, clip_mask, scale_blocked) if columnwise else empty
     cfg = lambda g, s: _config(fmt, scale_rule, rounding, prescale, block_2d, g, s, seed, offset, amax)
+    out = lambda t: _out(*t, fmt, clip_mask, scale_blocked)
     _C.quantize(x.data_ptr(), dt, rows, K, ld,
-                cfg(hadamard, signs) if rowwise else None, _out(*row, fmt, clip_mask) if rowwise else None,
-                cfg(col_hadamard, col_signs) if columnwise else None, _out(*col, fmt, clip_mask) if columnwise else None,
+                cfg(hadamard, signs) if rowwise else None, out(row) if rowwise else None,
+                cfg(col_hadamard, col_signs) if columnwise else None, out(col) if columnwise else None,
                 on_device, stream)
     if x.dim() == 1 and rowwise:
         row = tuple(t.reshape(t.shape[1:]) if t.dim() > 1 else t for t in row)
@@ -118,13 +122,13 @@ def quantize_op(x: torch.Tensor, fmt: str, scale_rule: str, rounding: str, presc
 
 @quantize_op.register_fake
 def _(x, fmt, scale_rule, rounding, prescale, block_2d, hadamard, signs, col_hadamard, col_signs, seed, offset,
-      rowwise, columnwise, amax, clip_mask):
+      rowwise, columnwise, amax, clip_mask, scale_blocked):
     K = x.shape[-1]
     rows = math.prod(x.shape[:-1])
     lead = list(x.shape[:-1])
     empty = [x.new_empty([0], dtype=torch.uint8) for _ in range(4)]
-    row = _alloc(x, lead, K, fmt, clip_mask) if rowwise else empty
-    col = _alloc(x, [K], rows, fmt, clip_mask) if columnwise else empty
+    row = _alloc(x, lead, K, fmt, clip_mask, scale_blocked) if rowwise else empty
+    col = _alloc(x, [K], rows, fmt, clip_mask, scale_blocked) if columnwise else empty
     return (*row, *col)
 
 

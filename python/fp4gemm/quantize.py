@@ -22,7 +22,8 @@ def fresh_seed() -> int:
 def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] = None, rounding: str = "rtn",
              block_2d: bool = False, prescale: bool = False, hadamard=None, columnwise_hadamard=_SAME,
              rowwise: bool = True, columnwise: bool = False, seed: Optional[int] = None, offset: int = 0,
-             amax: Optional[torch.Tensor] = None, clip_mask: bool = False) -> QuantizedTensor:
+             amax: Optional[torch.Tensor] = None, clip_mask: bool = False,
+             scale_layout: str = "canonical") -> QuantizedTensor:
     """Quantize x[..., K] to FP4 with blocks along K (SPEC.md 1-3).
 
     fmt: "mxfp4" (block 32, E8M0 scales), "nvfp4" (block 16, E4M3 scales + tensor amax), "fp4_row"
@@ -34,6 +35,8 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
     rowwise=False returns that columnwise quantization itself.
     seed/offset: the SR random stream (a fresh seed is drawn from torch's generator if None).
     amax (nvfp4): the tensor amax to use instead of computing it. clip_mask (quest): also return it.
+    scale_layout: "canonical" ([..., K/block]) or "blocked" (flat 128x4 layout of cuBLAS / CUTLASS
+    sm100, zero padded; mxfp4 / nvfp4 only).
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a torch.Tensor, got {type(x).__name__}")
@@ -45,6 +48,10 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
         raise ValueError("clip_mask: only scale_rule='quest' produces a clip mask")
     if not (rowwise or columnwise):
         raise ValueError("rowwise/columnwise: at least one must be True")
+    if scale_layout not in ("canonical", "blocked"):
+        raise ValueError(f"scale_layout: 'canonical' or 'blocked', got {scale_layout!r}")
+    if scale_layout == "blocked" and fmt == "fp4_row":
+        raise ValueError("scale_layout: per-row scales have no blocked layout")
     if amax is not None and fmt != "nvfp4":
         raise ValueError("amax: only fmt='nvfp4' takes a tensor amax")
     h_row = as_hadamard(hadamard, "hadamard")
@@ -60,14 +67,14 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
     out = ops.quantize_op(x, fmt, rule, rounding, prescale, block_2d,
                           h_row.g if h_row else 0, h_row.sign_words() if h_row else [],
                           h_col.g if h_col else 0, h_col.sign_words() if h_col else [],
-                          seed, offset, rowwise, columnwise, amax, clip_mask)
+                          seed, offset, rowwise, columnwise, amax, clip_mask, scale_layout == "blocked")
 
     def build(data, scale, amax_t, mask, h) -> QuantizedTensor:
         return QuantizedTensor(
             qdata=data.view(torch.float4_e2m1fn_x2), scale=scale.view(_SCALE_DTYPE[fmt]), fmt=fmt, scale_rule=rule,
             rounding=rounding, dtype=x.dtype, global_scale=4.0 / 3.0 if prescale else 1.0,
             amax=amax_t if fmt == "nvfp4" else None, clip_mask=mask if clip_mask else None,
-            rht=h)
+            rht=h, scale_layout=scale_layout)
 
     col = build(*out[4:], h_col) if columnwise else None
     if not rowwise:
