@@ -77,15 +77,56 @@ __device__ __forceinline__ void sr_words(uint32_t (&r)[N], const DirArgs& d, num
   }
 }
 
-// Rowwise: a lane owns 8 consecutive values of a row; TC/8 lanes cover a tile row.
+// Rowwise, one lane's share: 8 consecutive values v of line `line` starting at column `col` (segment
+// index seg among kSegs lanes of the row, all in one warp). All lanes of the warp must call this
+// (shuffles); `live` lanes write. amax2d: the lane's 16x16 tile amax when block_2d.
+template <Pass P, int kSegs>
+__device__ __forceinline__ void rowwise_lane(float (&v)[kPerLane], bool live, int64_t line, int64_t col, int seg,
+                                             const DirArgs& d, const Codec& codec, float amax2d, float& warp_amax) {
+  const bool nv = codec.fmt == Format::NVFP4, row_fmt = codec.fmt == Format::FP4Row;
+  const int block_lanes = nv ? 2 : 4;
+  if (d.g) lane8_hadamard(v, d.g, d.signs, seg);
+  const int64_t pos = line * d.K + col;
+  if (P == Pass::Amax) {
+    const float a = live ? lane8_amax(v) : 0.0f;
+    if (row_fmt) {
+      const float ra = lanes_amax(a, kSegs);
+      if (live && seg == 0) atomic_amax(d.amax + line, ra);
+    } else {
+      warp_amax = num::amax_update(warp_amax, a);
+    }
+    return;
+  }
+  uint32_t s;
+  if (row_fmt) s = live ? codec.scale_from_amax(d.amax[line]) : 0u;
+  else {
+    const float a = d.block_2d ? amax2d : lanes_amax(lane8_amax(v), block_lanes);
+    s = codec.rule == ScaleRule::Quest ? lane8_quest_scale(v, a) : codec.scale_from_amax(a);
+  }
+  if (!live) return;
+  uint32_t rbits[kPerLane] = {};
+  if (codec.rounding == Rounding::SR) sr_words(rbits, d, num::Stream::Rowwise, uint64_t(pos));
+  uint8_t bytes[kPerLane / 2];
+  uint32_t clipped = 0;
+  encode_run(v, codec, s, codec.scale_is_nan(s), rbits, bytes, clipped);
+  *reinterpret_cast<uint32_t*>(d.data + pos / 2) =
+      uint32_t(bytes[0]) | uint32_t(bytes[1]) << 8 | uint32_t(bytes[2]) << 16 | uint32_t(bytes[3]) << 24;
+  if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
+  if (row_fmt) {
+    if (col == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
+  } else if (seg % block_lanes == 0) {
+    const int bs = nv ? num::kNvBlock : num::kMxBlock;
+    d.store_scale(line, col / bs, uint8_t(s), bs);
+  }
+}
+
+// Rowwise from the shared tile: TC/8 lanes cover a tile row.
 template <int TR, int TC, Pass P>
 __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int cols, int64_t r0, int64_t c0,
                                              const DirArgs& d, const Codec& codec, const float* amax2d,
                                              float& warp_amax) {
   constexpr int kSegs = TC / kPerLane, kRowsPerWarp = 32 / kSegs;
   const int lane = threadIdx.x & 31, seg = lane % kSegs;
-  const bool nv = codec.fmt == Format::NVFP4, row_fmt = codec.fmt == Format::FP4Row;
-  const int block_lanes = nv ? 2 : 4;
   for (int rg = threadIdx.x >> 5; rg < TR / kRowsPerWarp; rg += kWarps) {
     const int r = rg * kRowsPerWarp + lane / kSegs;
     const bool live = r < rows && kPerLane * seg < cols;  // whole blocks: C is a multiple of 16
@@ -93,39 +134,50 @@ __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int co
     const float4 lo = *reinterpret_cast<const float4*>(tile + r * TC + kPerLane * seg);
     const float4 hi = *reinterpret_cast<const float4*>(tile + r * TC + kPerLane * seg + 4);
     v[0] = lo.x; v[1] = lo.y; v[2] = lo.z; v[3] = lo.w; v[4] = hi.x; v[5] = hi.y; v[6] = hi.z; v[7] = hi.w;
-    if (d.g) lane8_hadamard(v, d.g, d.signs, seg);
-    const int64_t line = r0 + r, pos = line * d.K + c0 + kPerLane * seg;
-    if (P == Pass::Amax) {
-      const float a = live ? lane8_amax(v) : 0.0f;
-      if (row_fmt) {
-        const float ra = lanes_amax(a, kSegs);
-        if (live && seg == 0) atomic_amax(d.amax + line, ra);
-      } else {
-        warp_amax = num::amax_update(warp_amax, a);
-      }
-      continue;
+    const float a2d = d.block_2d ? amax2d[(r >> 4) * (TC / 16) + (kPerLane * seg >> 4)] : 0.0f;
+    rowwise_lane<P, kSegs>(v, live, r0 + r, c0 + kPerLane * seg, seg, d, codec, a2d, warp_amax);
+  }
+}
+
+// Rowwise only, no tile: a warp takes 256-column segments of rows (grid-stride), each lane 8
+// consecutive values straight from one 16-byte load (when aligned). No shared memory, no barrier.
+template <class In, Pass P, Format F, Rounding Rd>
+__global__ void __launch_bounds__(kThreads) quantize_rows(const typename In::T* __restrict__ x, int64_t R, int64_t C,
+                                                          int64_t ld, DirArgs row) {
+  using T = typename In::T;
+  constexpr int kSegs = 32, kVec = 16 / int(sizeof(T));
+  const int lane = threadIdx.x & 31;
+  const int64_t segs_per_row = (C + 255) / 256, total = R * segs_per_row;
+  const bool vec_ok = (ld % kPerLane) == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
+  const Codec codec = kernel_codec<F, Rd>(row);
+  float warp_amax = 0.0f;
+  for (int64_t w = (blockIdx.x * int64_t(kThreads) + threadIdx.x) >> 5; w < total; w += (int64_t(gridDim.x) * kThreads) >> 5) {
+    const int64_t r = w / segs_per_row, col = (w % segs_per_row) * 256 + kPerLane * lane;
+    const bool live = col < C;
+    const T* src = x + r * ld + col;
+    T buf[kPerLane];
+    if (live && vec_ok) {
+      FP4_UNROLL
+      for (int k = 0; k < kPerLane; k += kVec) *reinterpret_cast<uint4*>(buf + k) = __ldg(reinterpret_cast<const uint4*>(src + k));
+    } else {
+      FP4_UNROLL
+      for (int k = 0; k < kPerLane; ++k) buf[k] = live ? src[k] : T(0);
     }
-    uint32_t s;
-    if (row_fmt) s = live ? codec.scale_from_amax(d.amax[line]) : 0u;
-    else {
-      const float a = d.block_2d ? amax2d[(r >> 4) * (TC / 16) + (kPerLane * seg >> 4)]
-                                 : lanes_amax(lane8_amax(v), block_lanes);
-      s = codec.rule == ScaleRule::Quest ? lane8_quest_scale(v, a) : codec.scale_from_amax(a);
-    }
-    if (!live) continue;
-    uint32_t rbits[kPerLane] = {};
-    if (codec.rounding == Rounding::SR) sr_words(rbits, d, num::Stream::Rowwise, uint64_t(pos));
-    uint8_t bytes[kPerLane / 2];
-    uint32_t clipped = 0;
-    encode_run(v, codec, s, codec.scale_is_nan(s), rbits, bytes, clipped);
-    *reinterpret_cast<uint32_t*>(d.data + pos / 2) =
-        uint32_t(bytes[0]) | uint32_t(bytes[1]) << 8 | uint32_t(bytes[2]) << 16 | uint32_t(bytes[3]) << 24;
-    if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
-    if (row_fmt) {
-      if (c0 == 0 && seg == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
-    } else if (seg % block_lanes == 0) {
-      const int bs = nv ? num::kNvBlock : num::kMxBlock;
-      d.store_scale(line, (c0 + kPerLane * seg) / bs, uint8_t(s), bs);
+    float v[kPerLane];
+    FP4_UNROLL
+    for (int k = 0; k < kPerLane; ++k) v[k] = to_f32<In>(buf[k]);
+    rowwise_lane<P, kSegs>(v, live, r, col, lane, row, codec, 0.0f, warp_amax);
+  }
+  if (P == Pass::Amax && F == Format::NVFP4) {
+    // One atomic per CTA: warp reduce, then across the 8 warps through shared memory.
+    __shared__ float part[kWarps];
+    warp_amax = lanes_amax(warp_amax, 32);
+    if (lane == 0) part[threadIdx.x >> 5] = warp_amax;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      float a = lane < kWarps ? part[lane] : 0.0f;
+      a = lanes_amax(a, 32);
+      if (lane == 0) atomic_amax(row.amax, a);
     }
   }
 }
@@ -292,12 +344,38 @@ void launch_tile(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs&
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
+template <class In, Format F, Rounding Rd>
+void launch_rows(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, bool amax_pass,
+                 cudaStream_t stream) {
+  int sms = 0, dev = 0;
+  FP4_CUDA_CHECK(cudaGetDevice(&dev));
+  FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t warps = R * ((C + 255) / 256);
+  const unsigned blocks = unsigned(std::min<int64_t>((warps + kWarps - 1) / kWarps, int64_t(sms) * 8));
+  auto kernel = amax_pass ? quantize_rows<In, Pass::Amax, F, Rounding::RTN> : quantize_rows<In, Pass::Quant, F, Rd>;
+  kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const typename In::T*>(x), R, C, ld, row);
+  FP4_CUDA_CHECK(cudaGetLastError());
+}
+
 // Compile-time format and rounding (both directions of one launch share them).
 template <class In, int TR, int TC>
 void launch_codec(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, const DirArgs& col,
                   bool amax_pass, cudaStream_t stream) {
   const Codec& c = row.on ? row.codec : col.codec;
   const bool sr = c.rounding == Rounding::SR && !amax_pass;
+  if (row.on && !col.on && !row.block_2d) {  // rowwise only: the tile-free kernel
+    switch (c.fmt) {
+      case Format::MXFP4:
+        return sr ? launch_rows<In, Format::MXFP4, Rounding::SR>(x, R, C, ld, row, amax_pass, stream)
+                  : launch_rows<In, Format::MXFP4, Rounding::RTN>(x, R, C, ld, row, amax_pass, stream);
+      case Format::NVFP4:
+        return sr ? launch_rows<In, Format::NVFP4, Rounding::SR>(x, R, C, ld, row, amax_pass, stream)
+                  : launch_rows<In, Format::NVFP4, Rounding::RTN>(x, R, C, ld, row, amax_pass, stream);
+      case Format::FP4Row:
+        return sr ? launch_rows<In, Format::FP4Row, Rounding::SR>(x, R, C, ld, row, amax_pass, stream)
+                  : launch_rows<In, Format::FP4Row, Rounding::RTN>(x, R, C, ld, row, amax_pass, stream);
+    }
+  }
   switch (c.fmt) {
     case Format::MXFP4:
       return sr ? launch_tile<In, TR, TC, Format::MXFP4, Rounding::SR>(x, R, C, ld, row, col, amax_pass, stream)

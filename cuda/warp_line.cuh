@@ -18,6 +18,23 @@ __device__ __forceinline__ uint32_t sign_word(const uint32_t (&signs)[8], int wo
   return w;
 }
 
+// Butterfly stages h = 1, 2, 4, ... below min(N, g) on N consecutive values held in registers:
+// (x[k], x[k+h]) <- (a + b, a - b), as numerics.h hadamard_block.
+template <int N>
+__device__ __forceinline__ void register_butterflies(float (&v)[N], int g) {
+  FP4_UNROLL
+  for (int h = 1; h < N; h <<= 1) {
+    if (h >= g) break;
+    FP4_UNROLL
+    for (int k = 0; k < N; ++k)
+      if (!(k & h)) {
+        const float a = v[k], b = v[k + h];
+        v[k] = a + b;
+        v[k + h] = a - b;
+      }
+  }
+}
+
 // x <- (x . s) H_g / sqrt(g) on 8 consecutive values per lane; element index (within the line,
 // which starts at a multiple of g) = 8 * seg + j. Stages h < 8 in registers, h >= 8 across lanes.
 __device__ __forceinline__ void lane8_hadamard(float (&v)[kPerLane], int g, const uint32_t (&signs)[8], int seg) {
@@ -26,15 +43,7 @@ __device__ __forceinline__ void lane8_hadamard(float (&v)[kPerLane], int g, cons
   FP4_UNROLL
   for (int j = 0; j < kPerLane; ++j)
     if ((w >> ((base + j) & 31)) & 1u) v[j] = -v[j];
-  FP4_UNROLL
-  for (int h = 1; h < kPerLane; h <<= 1)
-    FP4_UNROLL
-    for (int j = 0; j < kPerLane; ++j)
-      if (!(j & h)) {
-        const float a = v[j], b = v[j + h];
-        v[j] = a + b;
-        v[j + h] = a - b;
-      }
+  register_butterflies(v, g);
   for (int h = kPerLane; h < g; h <<= 1) {
     const int d = h / kPerLane;
     const bool upper = seg & d;  // holds x[i + h]: becomes a - b = partner - mine
@@ -58,17 +67,7 @@ __device__ __forceinline__ void thread_hadamard(float (&v)[N], int g, const uint
   FP4_UNROLL
   for (int k = 0; k < N; ++k)
     if ((w >> ((i0 + k) & (g - 1) & 31)) & 1u) v[k] = -v[k];
-  FP4_UNROLL
-  for (int h = 1; h < N; h <<= 1) {
-    if (h >= g) break;
-    FP4_UNROLL
-    for (int k = 0; k < N; ++k)
-      if (!(k & h)) {
-        const float a = v[k], b = v[k + h];
-        v[k] = a + b;
-        v[k + h] = a - b;
-      }
-  }
+  register_butterflies(v, g);
   if (g <= N) {
     const float scale = num::inv_sqrt_pow2(g);
     FP4_UNROLL
