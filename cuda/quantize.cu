@@ -53,18 +53,23 @@ __device__ __forceinline__ void atomic_amax(float* p, float a) {
   atomicMax(reinterpret_cast<unsigned*>(p), num::f32_bits(a));  // |x| bits order like floats; NaN on top
 }
 
-// Encode n consecutive values of one block with one scale; codes packed two per byte.
-template <int N>
-__device__ __forceinline__ void encode_run(const float (&v)[N], const Codec& codec, uint32_t s, bool nan_block,
+// Encode N consecutive values of one block with one scale; codes packed two per byte, clip bits
+// (|v| >= 6) only when a QuEST mask is written. A NaN block (scale NaN) encodes to zero codes.
+template <int N, bool kMask>
+__device__ __forceinline__ void encode_run(const float (&v)[N], const Codec& codec, uint32_t s,
                                            const uint32_t (&rbits)[N], uint8_t (&bytes)[N / 2], uint32_t& clipped) {
+  if (codec.scale_is_nan(s)) {
+    FP4_UNROLL
+    for (int j = 0; j < N / 2; ++j) bytes[j] = 0;
+    return;
+  }
   const float mult = codec.multiplier(s);
   FP4_UNROLL
   for (int j = 0; j < N; j += 2) {
-    const float a = nan_block ? 0.0f : codec.scaled(v[j], mult, s);
-    const float b = nan_block ? 0.0f : codec.scaled(v[j + 1], mult, s);
-    const uint8_t ca = nan_block ? 0 : codec.encode(a, rbits[j]), cb = nan_block ? 0 : codec.encode(b, rbits[j + 1]);
-    bytes[j / 2] = uint8_t(ca | (cb << 4));
-    if (!nan_block) clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u << j : 0u) | (num::abs_f(b) >= num::kE2M1Max ? 2u << j : 0u);
+    const float a = codec.scaled(v[j], mult, s), b = codec.scaled(v[j + 1], mult, s);
+    bytes[j / 2] = uint8_t(codec.encode(a, rbits[j]) | (codec.encode(b, rbits[j + 1]) << 4));
+    if (kMask)
+      clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u << j : 0u) | (num::abs_f(b) >= num::kE2M1Max ? 2u << j : 0u);
   }
 }
 
@@ -108,7 +113,8 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[kPerLane], bool live, in
   if (codec.rounding == Rounding::SR) sr_words(rbits, d, num::Stream::Rowwise, uint64_t(pos));
   uint8_t bytes[kPerLane / 2];
   uint32_t clipped = 0;
-  encode_run(v, codec, s, codec.scale_is_nan(s), rbits, bytes, clipped);
+  if (d.mask) encode_run<kPerLane, true>(v, codec, s, rbits, bytes, clipped);
+  else encode_run<kPerLane, false>(v, codec, s, rbits, bytes, clipped);
   *reinterpret_cast<uint32_t*>(d.data + pos / 2) =
       uint32_t(bytes[0]) | uint32_t(bytes[1]) << 8 | uint32_t(bytes[2]) << 16 | uint32_t(bytes[3]) << 24;
   if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
@@ -139,34 +145,34 @@ __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int co
   }
 }
 
-// Rowwise only, no tile: a warp takes 256-column segments of rows (grid-stride), each lane 8
-// consecutive values straight from one 16-byte load (when aligned). No shared memory, no barrier.
+// Rowwise only, no tile: blockIdx.x picks a 256-column segment, each warp strides over rows (no
+// index division); a lane's 8 consecutive values come straight from one 16-byte load when aligned.
+// No shared memory, no barrier.
 template <class In, Pass P, Format F, Rounding Rd>
 __global__ void __launch_bounds__(kThreads) quantize_rows(const typename In::T* __restrict__ x, int64_t R, int64_t C,
                                                           int64_t ld, DirArgs row) {
   using T = typename In::T;
   constexpr int kSegs = 32, kVec = 16 / int(sizeof(T));
   const int lane = threadIdx.x & 31;
-  const int64_t segs_per_row = (C + 255) / 256, total = R * segs_per_row;
+  const int64_t col = int64_t(blockIdx.x) * 256 + kPerLane * lane;
+  const bool live_col = col < C;  // C is a multiple of 16: a lane's 8 values are all in or all out
   const bool vec_ok = (ld % kPerLane) == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
   const Codec codec = kernel_codec<F, Rd>(row);
   float warp_amax = 0.0f;
-  for (int64_t w = (blockIdx.x * int64_t(kThreads) + threadIdx.x) >> 5; w < total; w += (int64_t(gridDim.x) * kThreads) >> 5) {
-    const int64_t r = w / segs_per_row, col = (w % segs_per_row) * 256 + kPerLane * lane;
-    const bool live = col < C;
+  for (int64_t r = int64_t(blockIdx.y) * kWarps + (threadIdx.x >> 5); r < R; r += int64_t(gridDim.y) * kWarps) {
     const T* src = x + r * ld + col;
     T buf[kPerLane];
-    if (live && vec_ok) {
+    if (live_col && vec_ok) {
       FP4_UNROLL
       for (int k = 0; k < kPerLane; k += kVec) *reinterpret_cast<uint4*>(buf + k) = __ldg(reinterpret_cast<const uint4*>(src + k));
     } else {
       FP4_UNROLL
-      for (int k = 0; k < kPerLane; ++k) buf[k] = live ? src[k] : T(0);
+      for (int k = 0; k < kPerLane; ++k) buf[k] = live_col ? src[k] : T(0);
     }
     float v[kPerLane];
     FP4_UNROLL
     for (int k = 0; k < kPerLane; ++k) v[k] = to_f32<In>(buf[k]);
-    rowwise_lane<P, kSegs>(v, live, r, col, lane, row, codec, 0.0f, warp_amax);
+    rowwise_lane<P, kSegs>(v, live_col, r, col, lane, row, codec, 0.0f, warp_amax);
   }
   if (P == Pass::Amax && F == Format::NVFP4) {
     // One atomic per CTA: warp reduce, then across the 8 warps through shared memory.
@@ -243,7 +249,8 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
     if (codec.rounding == Rounding::SR) sr_words(rbits, d, num::Stream::Columnwise, uint64_t(pos));
     uint8_t bytes[B / 2];
     uint32_t clipped = 0;
-    encode_run(v, codec, s, codec.scale_is_nan(s), rbits, bytes, clipped);
+    if (d.mask) encode_run<B, true>(v, codec, s, rbits, bytes, clipped);
+    else encode_run<B, false>(v, codec, s, rbits, bytes, clipped);
     if constexpr (B == 32) {
       uint4 out;
       out.x = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | uint32_t(bytes[3]) << 24;
@@ -350,10 +357,12 @@ void launch_rows(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs&
   int sms = 0, dev = 0;
   FP4_CUDA_CHECK(cudaGetDevice(&dev));
   FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const int64_t warps = R * ((C + 255) / 256);
-  const unsigned blocks = unsigned(std::min<int64_t>((warps + kWarps - 1) / kWarps, int64_t(sms) * 8));
+  // x: 256-column segments; y: groups of 8 rows, capped near 8 CTAs per SM in all (warps stride over rows).
+  const int64_t segs = (C + 255) / 256, row_groups = (R + kWarps - 1) / kWarps;
+  const int64_t y = std::max<int64_t>(1, std::min<int64_t>({row_groups, 65535, (int64_t(sms) * 8 + segs - 1) / segs}));
+  if (segs > 2147483647) throw std::invalid_argument("x: too many columns for the rowwise kernel");
   auto kernel = amax_pass ? quantize_rows<In, Pass::Amax, F, Rounding::RTN> : quantize_rows<In, Pass::Quant, F, Rd>;
-  kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const typename In::T*>(x), R, C, ld, row);
+  kernel<<<dim3(unsigned(segs), unsigned(y)), kThreads, 0, stream>>>(static_cast<const typename In::T*>(x), R, C, ld, row);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
