@@ -39,18 +39,18 @@ __device__ __forceinline__ void register_butterflies(float (&v)[N], int g) {
 // which starts at a multiple of g) = 8 * seg + j. Stages h < 8 in registers, h >= 8 across lanes.
 __device__ __forceinline__ void lane8_hadamard(float (&v)[kPerLane], int g, const uint32_t (&signs)[8], int seg) {
   const int base = (kPerLane * seg) & (g - 1);
-  const uint32_t w = sign_word(signs, base >> 5);
+  const uint32_t w = sign_word(signs, base >> 5) >> (base & 31);  // bit j: sign of element j
   FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j)
-    if ((w >> ((base + j) & 31)) & 1u) v[j] = -v[j];
+  for (int j = 0; j < kPerLane; ++j) v[j] = num::bits_f32(num::f32_bits(v[j]) ^ ((w >> j) & 1u) << 31);
   register_butterflies(v, g);
   for (int h = kPerLane; h < g; h <<= 1) {
     const int d = h / kPerLane;
-    const bool upper = seg & d;  // holds x[i + h]: becomes a - b = partner - mine
+    // The lane holding x[i + h] becomes a - b = partner + (-mine): IEEE subtraction is exactly that.
+    const uint32_t flip = (seg & d) ? 0x80000000u : 0u;
     FP4_UNROLL
     for (int j = 0; j < kPerLane; ++j) {
       const float other = __shfl_xor_sync(kFull, v[j], d);
-      v[j] = upper ? other - v[j] : v[j] + other;
+      v[j] = other + num::bits_f32(num::f32_bits(v[j]) ^ flip);
     }
   }
   const float scale = num::inv_sqrt_pow2(g);
@@ -65,8 +65,7 @@ template <int N>
 __device__ __forceinline__ void thread_hadamard(float (&v)[N], int g, const uint32_t (&signs)[8], int i0) {
   const uint32_t w = sign_word(signs, g >= 32 ? (i0 & (g - 1)) >> 5 : 0);
   FP4_UNROLL
-  for (int k = 0; k < N; ++k)
-    if ((w >> ((i0 + k) & (g - 1) & 31)) & 1u) v[k] = -v[k];
+  for (int k = 0; k < N; ++k) v[k] = num::bits_f32(num::f32_bits(v[k]) ^ ((w >> ((i0 + k) & (g - 1) & 31)) & 1u) << 31);
   register_butterflies(v, g);
   if (g <= N) {
     const float scale = num::inv_sqrt_pow2(g);
