@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kThreads) quantize_rows(const typename In::T* 
   float warp_amax = 0.0f;
   for (int64_t r = int64_t(blockIdx.y) * kWarps + (threadIdx.x >> 5); r < R; r += int64_t(gridDim.y) * kWarps) {
     const T* src = x + r * ld + col;
-    T buf[kPerLane];
+    alignas(16) T buf[kPerLane];
     if (live_col && vec_ok) {
       FP4_UNROLL
       for (int k = 0; k < kPerLane; k += kVec) *reinterpret_cast<uint4*>(buf + k) = __ldg(reinterpret_cast<const uint4*>(src + k));
@@ -287,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, 3) quantize_tile(const typename In::
   // Load: 16-byte vectors (aligned full rows), element-wise otherwise; zero fill; convert to fp32.
   constexpr int kVec = 16 / int(sizeof(T)), kLoads = kTileElems / kVec / kThreads;
   const bool vec_ok = cols == TC && (ld % kVec) == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
-  T buf[kLoads][kVec];
+  alignas(16) T buf[kLoads][kVec];
   FP4_UNROLL
   for (int l = 0; l < kLoads; ++l) {
     const int e = (l * kThreads + threadIdx.x) * kVec, r = e / TC, c = e % TC;
@@ -344,6 +344,10 @@ template <class In, int TR, int TC, Format F, Rounding Rd>
 void launch_tile(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, const DirArgs& col, bool amax_pass,
                  cudaStream_t stream) {
   const size_t smem = sizeof(float) * (kTileElems + (TR / 16) * (TC / 16));
+  if ((C + TC - 1) / TC > 65535 || (R + TR - 1) / TR > 2147483647)
+    throw std::invalid_argument("x: " + std::to_string(R) + " x " + std::to_string(C) +
+                                " exceeds the tile grid of the fused kernel (at most 65535 column tiles of " +
+                                std::to_string(TC) + ")");
   const dim3 grid(unsigned((R + TR - 1) / TR), unsigned((C + TC - 1) / TC));
   auto kernel = amax_pass ? quantize_tile<In, TR, TC, Pass::Amax, F, Rounding::RTN> : quantize_tile<In, TR, TC, Pass::Quant, F, Rd>;
   FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -444,14 +448,19 @@ DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int64_t K, 
 void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const QuantizeConfig* row_cfg,
               const QuantizedOut* row_out, const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
               cudaStream_t stream) {
-  // Per-line amax scratch for fp4_row, zeroed for the atomic max.
-  float* scratch = nullptr;
+  // Per-line amax scratch for fp4_row, zeroed for the atomic max; freed (stream-ordered) on any exit.
+  struct Scratch {
+    float* p = nullptr;
+    cudaStream_t s;
+    ~Scratch() { if (p) cudaFreeAsync(p, s); }
+  } scratch_mem{nullptr, stream};
   const int64_t row_lines = row_cfg && row_cfg->fmt == Format::FP4Row ? R : 0;
   const int64_t col_lines = col_cfg && col_cfg->fmt == Format::FP4Row ? C : 0;
   if (row_lines + col_lines) {
-    FP4_CUDA_CHECK(cudaMallocAsync(&scratch, sizeof(float) * size_t(row_lines + col_lines), stream));
-    FP4_CUDA_CHECK(cudaMemsetAsync(scratch, 0, sizeof(float) * size_t(row_lines + col_lines), stream));
+    FP4_CUDA_CHECK(cudaMallocAsync(&scratch_mem.p, sizeof(float) * size_t(row_lines + col_lines), stream));
+    FP4_CUDA_CHECK(cudaMemsetAsync(scratch_mem.p, 0, sizeof(float) * size_t(row_lines + col_lines), stream));
   }
+  float* const scratch = scratch_mem.p;
   const DirArgs row = make_dir(row_cfg, row_out, C, scratch);
   const DirArgs col = make_dir(col_cfg, col_out, R, scratch ? scratch + row_lines : nullptr);
 
@@ -474,7 +483,6 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
   };
   run(row_a, col_a, true);
   run(row, col, false);
-  if (scratch) FP4_CUDA_CHECK(cudaFreeAsync(scratch, stream));
 }
 
 }  // namespace fp4gemm::cuda

@@ -382,7 +382,8 @@ def nvfp4_te_scales(block_amax, A):
 
 
 def nvfp4_torchao_scales(block_amax, A):
-    """torchao: p = fp32(A / 2688); s_b = e4m3(clamp((amax_b / 6) / p, 2^-6, 448)); multiplier (1/p) / f32(s_b).
+    """torchao: p = fp32(A / 2688); s_b = e4m3(clamp((amax_b / 6) / p, 2^-6, 448)); multiplier
+    min((1/p) / f32(s_b), FLT_MAX).
 
     A = 0: scales 2^-6 and multiplier 0 (all codes 0).
     """
@@ -395,7 +396,7 @@ def nvfp4_torchao_scales(block_amax, A):
         sb_f = np.clip((block_amax / F32(6)) / p, F32(2.0**-6), F32(448))
         sb = e4m3_encode(sb_f)
         sbv = e4m3_decode(sb).astype(F32)
-        mult = (F32(1) / p) / sbv
+        mult = np.minimum((F32(1) / p) / sbv, FLT_MAX)
     return sb, mult
 
 
@@ -495,6 +496,7 @@ def quantize(x, fmt="mxfp4", scale_rule=None, rounding="rtn", prescale=False, bl
                 v = mul_pow2_f32(np.where(nonfinite[..., None], F32(0), yb), e[:, None, None])
             else:
                 scale = ra / F32(6)
+                scale = np.where(scale == 0, F32(2.0**-149), scale)  # amax < 3 * 2^-149
                 scale = np.where(ra == 0, F32(1), scale).astype(F32)
                 v = yb / scale[:, None, None]
             scale = np.where(nonfinite[:, 0], F32(np.nan), scale).astype(F32)

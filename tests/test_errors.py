@@ -51,6 +51,21 @@ def test_bad_input_names_the_argument(call, arg):
     assert str(e.value).startswith(arg), str(e.value)
 
 
+def test_malformed_quantized_operands_are_refused():
+    """The native code trusts operand sizes: the op boundary must check them (review finding)."""
+    from fp4gemm import ops
+    data = torch.zeros(1 << 12, 16, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="^q: scales"):
+        ops.dequantize_op(data, torch.zeros(1, dtype=torch.uint8), None, "mxfp4", "floor", 1.0)
+    with pytest.raises(ValueError, match="^q: scales"):
+        ops.dequantize_op(data[:4], torch.zeros(4, dtype=torch.uint8), None, "fp4_row", "pow2", 1.0)
+    with pytest.raises(ValueError, match="^q: amax"):
+        ops.dequantize_op(data[:4], torch.zeros(8, dtype=torch.uint8), torch.zeros(2), "nvfp4", "te", 1.0)
+    with pytest.raises(ValueError, match="^a: "):
+        ops.gemm_op(data[:4], torch.zeros(3, dtype=torch.uint8), None, "mxfp4", "floor", 1.0, data[:4],
+                    torch.zeros(4, dtype=torch.uint8), None, "mxfp4", "floor", 1.0, 1.0, None, torch.float32, False)
+
+
 def test_nan_and_inf_blocks_mxfp4():
     x = torch.randn(2, 128)
     x[0, 5] = math.nan

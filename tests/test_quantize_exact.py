@@ -432,3 +432,19 @@ def test_sr_threshold_boundary():
     assert np.all(ref["codes"][down0] == 0) and np.all(ref["codes"][up0] == 1) and np.all(ref["codes"][hit2] == 4)
     q = fp4gemm.quantize(x_t, "mxfp4", rounding="sr", seed=SEED, offset=OFFSET)
     check_against(q, ref, "SR threshold boundary")
+
+
+def test_tiny_tensors_review_cases():
+    """Regressions from review: torchao multiplier overflow at tiny A; fp4_row amax scale underflow."""
+    x = np.zeros((1, 32), dtype=F32)
+    x[0, 0] = F32(1e-34)
+    x_t, x_ref = to_lib(x)
+    run_both(x_t, x_ref, "nvfp4", "torchao", "rtn", columnwise=False, label="torchao tiny A")
+    q = fp4gemm.quantize(torch.from_numpy(x), "nvfp4", scale_rule="torchao")
+    assert (q.codes()[0, 8:] == 0).all()                    # the all-zero second block stays zero
+    y = np.zeros((1, 16), dtype=F32)
+    y[0, 0] = F32(1.4e-45)
+    y_t, y_ref = to_lib(y)
+    run_both(y_t, y_ref, "fp4_row", "amax", "rtn", columnwise=False, label="fp4_row tiny amax")
+    q = fp4gemm.quantize(torch.from_numpy(y), "fp4_row", scale_rule="amax")
+    assert q.dequantize()[0, 0].item() == y[0, 0] and (q.dequantize()[0, 1:] == 0).all()

@@ -98,7 +98,7 @@ FP4_HD float e2m1_value(uint8_t code) {
 FP4_HD uint8_t e2m1_rtn(float v) {
   const float a = abs_f(v);
   const float q = (a + 4194304.0f) - 4194304.0f;                   // 0, 0.5 or 1 for a < 1
-  const uint32_t lo = uint32_t(q + q);                               // code 0, 1 or 2
+  const uint32_t lo = uint32_t(a < 1.0f ? q + q : 0.0f);            // code 0, 1 or 2 (no UB for big a)
   uint32_t u = f32_bits(a);
   u += 0x1FFFFFu + ((u >> 22) & 1u);                                 // RNE to 1 mantissa bit
   const uint32_t hi = 2u * ((u >> 23) - 126u) + ((u >> 22) & 1u);    // (1 + m/2) 2^e -> 2(e + 1) + m
@@ -119,7 +119,7 @@ FP4_HD uint8_t e2m1_sr(float v, uint32_t r) {
   else if (a < 4.0f) { lo_code = a < 3.0f ? 4 : 5; lo = a < 3.0f ? 2.0f : 3.0f; inv_step = 1.0f; }
   else { lo_code = 6; lo = 4.0f; inv_step = 0.5f; }
   float t = (a - lo) * inv_step;                            // in [0, 1)
-  uint32_t threshold = uint32_t(t * 4294967296.0f);          // floor: t * 2^32 < 2^32 exactly
+  uint32_t threshold = t > 0.0f ? uint32_t(t * 4294967296.0f) : 0u;  // floor: t * 2^32 < 2^32 exactly
   return uint8_t((r < threshold ? lo_code + 1 : lo_code) | s);
 }
 
@@ -264,7 +264,7 @@ FP4_HD uint8_t nv_torchao_scale_byte(float block_amax, float tensor_scale) {
 }
 FP4_HD float nv_torchao_multiplier(uint8_t s_b, float tensor_scale) {
   if (tensor_scale == 0.0f || !is_finite(tensor_scale)) return 0.0f;  // A = 0, or a NaN/Inf tensor
-  return (1.0f / tensor_scale) / e4m3_value(s_b);
+  return min_f((1.0f / tensor_scale) / e4m3_value(s_b), kFltMax);     // tiny A would give Inf (0 * Inf)
 }
 FP4_HD double nv_torchao_decode(uint8_t s_b, float tensor_scale) {
   return double(tensor_scale) * double(e4m3_value(s_b));
@@ -283,7 +283,9 @@ FP4_HD float row_scale_pow2(float amax) {
 }
 FP4_HD float row_scale_amax(float amax) {
   if (!is_finite(amax)) return bits_f32(0x7FC00000u);
-  return amax == 0.0f ? 1.0f : amax / 6.0f;
+  if (amax == 0.0f) return 1.0f;
+  const float s = amax / 6.0f;
+  return s == 0.0f ? exp2i(-149) : s;  // amax < 3 * 2^-149: the smallest scale keeps y / s finite (0..3)
 }
 
 

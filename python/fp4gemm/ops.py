@@ -6,6 +6,7 @@ Quantized components travel as uint8 tensors; tensor.py gives them their float4 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional
 
@@ -33,6 +34,11 @@ def device_args(t: torch.Tensor, arg: str) -> tuple[bool, int]:
         raise ValueError(f"{arg}: is on {t.device}, but this fp4gemm build has no CUDA kernels "
                          "(rebuild with nvcc present, FP4GEMM_CUDA=ON) or no GPU is visible")
     return True, torch.cuda.current_stream(t.device).cuda_stream
+
+
+def on_device_of(t: torch.Tensor):
+    """Launch on t's GPU (its stream was taken from it too); a no-op for CPU tensors."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
 
 
 def rows_k_ld(x: torch.Tensor, arg: str) -> tuple[int, int, int]:
@@ -111,10 +117,11 @@ def quantize_op(x: torch.Tensor, fmt: str, scale_rule: str, rounding: str, presc
     col = _alloc(x, [K], rows, fmt, clip_mask, scale_blocked) if columnwise else empty
     cfg = lambda g, s: _config(fmt, scale_rule, rounding, prescale, block_2d, g, s, seed, offset, amax)
     out = lambda t: _out(*t, fmt, clip_mask, scale_blocked)
-    _C.quantize(x.data_ptr(), dt, rows, K, ld,
-                cfg(hadamard, signs) if rowwise else None, out(row) if rowwise else None,
-                cfg(col_hadamard, col_signs) if columnwise else None, out(col) if columnwise else None,
-                on_device, stream)
+    with on_device_of(x):
+        _C.quantize(x.data_ptr(), dt, rows, K, ld,
+                    cfg(hadamard, signs) if rowwise else None, out(row) if rowwise else None,
+                    cfg(col_hadamard, col_signs) if columnwise else None, out(col) if columnwise else None,
+                    on_device, stream)
     if x.dim() == 1 and rowwise:
         row = tuple(t.reshape(t.shape[1:]) if t.dim() > 1 else t for t in row)
     return (*row, *col)
@@ -134,9 +141,24 @@ def _(x, fmt, scale_rule, rounding, prescale, block_2d, hadamard, signs, col_had
 
 def operand(data: torch.Tensor, scale: torch.Tensor, amax: Optional[torch.Tensor], fmt: str, rule: str,
             global_scale: float, arg: str):
-    """A _C.QuantizedIn over uint8 data [rows, K/2] (leading dims flattened)."""
+    """A _C.QuantizedIn over uint8 data [rows, K/2] (leading dims flattened), fully validated: the
+    native code trusts these sizes."""
     if data.dtype != torch.uint8 or not data.is_contiguous() or not scale.is_contiguous():
         raise ValueError(f"{arg}: quantized data and scales must be contiguous uint8 tensors")
+    if data.dim() == 0 or data.numel() == 0:
+        raise ValueError(f"{arg}: empty quantized data")
+    rows, k = data.numel() // data.shape[-1], data.shape[-1] * 2
+    if fmt == "fp4_row":
+        want_dtype, want_numel = torch.float32, rows
+    else:
+        if k % BLOCK[fmt]:
+            raise ValueError(f"{arg}: K={k} is not a multiple of the {fmt} block {BLOCK[fmt]}")
+        want_dtype, want_numel = torch.uint8, rows * (k // BLOCK[fmt])
+    if scale.dtype != want_dtype or scale.numel() != want_numel or scale.device != data.device:
+        raise ValueError(f"{arg}: scales must be {want_numel} {want_dtype} values on {data.device} for {rows} x {k} "
+                         f"{fmt} data, got {scale.numel()} {scale.dtype} on {scale.device}")
+    if amax is not None and (amax.numel() != 1 or amax.dtype != torch.float32 or amax.device != data.device):
+        raise ValueError(f"{arg}: amax must be one float32 value on {data.device}")
     q = _C.QuantizedIn()
     q.fmt, q.scale_rule = FORMATS[fmt], SCALE_RULES[rule]
     q.data, q.scale = data.data_ptr(), scale.data_ptr()
@@ -154,8 +176,10 @@ def operand(data: torch.Tensor, scale: torch.Tensor, amax: Optional[torch.Tensor
 def dequantize_op(data: torch.Tensor, scale: torch.Tensor, amax: Optional[torch.Tensor], fmt: str, scale_rule: str,
                   global_scale: float) -> torch.Tensor:
     on_device, stream = device_args(data, "data")
+    q = operand(data, scale, amax, fmt, scale_rule, global_scale, "q")
     out = torch.empty(list(data.shape[:-1]) + [data.shape[-1] * 2], dtype=torch.float32, device=data.device)
-    _C.dequantize(operand(data, scale, amax, fmt, scale_rule, global_scale, "q"), out.data_ptr(), on_device, stream)
+    with on_device_of(data):
+        _C.dequantize(q, out.data_ptr(), on_device, stream)
     return out
 
 
@@ -212,8 +236,9 @@ def hadamard_op(x: torch.Tensor, g: int, signs: list[int]) -> torch.Tensor:
     on_device, stream = device_args(x, "x")
     rows, K, ld = rows_k_ld(x, "x")
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-    _C.hadamard_transform(x.data_ptr(), dt, rows, K, ld, g, [w & 0xFFFFFFFF for w in signs], out.data_ptr(),
-                          on_device, stream)
+    with on_device_of(x):
+        _C.hadamard_transform(x.data_ptr(), dt, rows, K, ld, g, [w & 0xFFFFFFFF for w in signs], out.data_ptr(),
+                              on_device, stream)
     return out
 
 
