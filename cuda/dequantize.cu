@@ -7,14 +7,11 @@ namespace {
 
 __global__ void dequantize_kernel(QuantizedIn q, float* __restrict__ out) {
   const int64_t n = q.rows * q.k;
-  const int64_t bs = q.fmt == Format::FP4Row ? q.k : num::block_size_of(q.fmt), nb = q.k / bs;
+  const float amax = q.fmt == Format::NVFP4 ? *q.amax : 0.0f;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / q.k, k = e % q.k;
-    const uint8_t byte = q.data[e >> 1];
-    const uint8_t code = k & 1 ? uint8_t(byte >> 4) : uint8_t(byte & 0xF);
-    const uint32_t s = q.fmt == Format::FP4Row ? num::f32_bits(static_cast<const float*>(q.scale)[r])
-                                               : static_cast<const uint8_t*>(q.scale)[r * nb + k / bs];
-    out[e] = num::dequantize_element(q.fmt, q.scale_rule, code, s, q.fmt == Format::NVFP4 ? *q.amax : 0.0f, q.global_scale);
+    out[e] = num::dequantize_element(q.fmt, q.scale_rule, num::operand_code(q, r, k), num::operand_scale(q, r, k), amax,
+                                     q.global_scale);
   }
 }
 

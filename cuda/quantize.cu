@@ -82,6 +82,23 @@ __device__ __forceinline__ void sr_words(uint32_t (&r)[N], const DirArgs& d, num
   }
 }
 
+// A block's N values -> N/8 little-endian 32-bit words of packed codes (SR bits drawn for the
+// positions pos .. pos+N-1 of `stream`), and the clip bits when a QuEST mask is written.
+template <int N>
+__device__ __forceinline__ void encode_block(const float (&v)[N], const DirArgs& d, const Codec& codec, uint32_t s,
+                                             num::Stream stream, int64_t pos, uint32_t (&words)[N / 8],
+                                             uint32_t& clipped) {
+  uint32_t rbits[N] = {};
+  if (codec.rounding == Rounding::SR) sr_words(rbits, d, stream, uint64_t(pos));
+  uint8_t bytes[N / 2];
+  if (d.mask) encode_run<N, true>(v, codec, s, rbits, bytes, clipped);
+  else encode_run<N, false>(v, codec, s, rbits, bytes, clipped);
+  FP4_UNROLL
+  for (int w = 0; w < N / 8; ++w)
+    words[w] = uint32_t(bytes[4 * w]) | uint32_t(bytes[4 * w + 1]) << 8 | uint32_t(bytes[4 * w + 2]) << 16 |
+               uint32_t(bytes[4 * w + 3]) << 24;
+}
+
 // Rowwise, one lane's share: 8 consecutive values v of line `line` starting at column `col` (segment
 // index seg among kSegs lanes of the row, all in one warp). All lanes of the warp must call this
 // (shuffles); `live` lanes write. amax2d: the lane's 16x16 tile amax when block_2d.
@@ -109,14 +126,9 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[kPerLane], bool live, in
     s = codec.rule == ScaleRule::Quest ? lane8_quest_scale(v, a) : codec.scale_from_amax(a);
   }
   if (!live) return;
-  uint32_t rbits[kPerLane] = {};
-  if (codec.rounding == Rounding::SR) sr_words(rbits, d, num::Stream::Rowwise, uint64_t(pos));
-  uint8_t bytes[kPerLane / 2];
-  uint32_t clipped = 0;
-  if (d.mask) encode_run<kPerLane, true>(v, codec, s, rbits, bytes, clipped);
-  else encode_run<kPerLane, false>(v, codec, s, rbits, bytes, clipped);
-  *reinterpret_cast<uint32_t*>(d.data + pos / 2) =
-      uint32_t(bytes[0]) | uint32_t(bytes[1]) << 8 | uint32_t(bytes[2]) << 16 | uint32_t(bytes[3]) << 24;
+  uint32_t words[1], clipped = 0;
+  encode_block(v, d, codec, s, num::Stream::Rowwise, pos, words, clipped);
+  *reinterpret_cast<uint32_t*>(d.data + pos / 2) = words[0];
   if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
   if (row_fmt) {
     if (col == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
@@ -245,25 +257,13 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
     else if (d.block_2d) s = codec.scale_from_amax(amax2d[(rb >> 4) * (TC / 16) + (c >> 4)]);
     else if (codec.rule == ScaleRule::Quest) s = num::quest_scale_byte(v, a);
     else s = codec.scale_from_amax(a);
-    uint32_t rbits[B] = {};
-    if (codec.rounding == Rounding::SR) sr_words(rbits, d, num::Stream::Columnwise, uint64_t(pos));
-    uint8_t bytes[B / 2];
-    uint32_t clipped = 0;
-    if (d.mask) encode_run<B, true>(v, codec, s, rbits, bytes, clipped);
-    else encode_run<B, false>(v, codec, s, rbits, bytes, clipped);
+    uint32_t words[B / 8], clipped = 0;
+    encode_block(v, d, codec, s, num::Stream::Columnwise, pos, words, clipped);
     if constexpr (B == 32) {
-      uint4 out;
-      out.x = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | uint32_t(bytes[3]) << 24;
-      out.y = bytes[4] | bytes[5] << 8 | bytes[6] << 16 | uint32_t(bytes[7]) << 24;
-      out.z = bytes[8] | bytes[9] << 8 | bytes[10] << 16 | uint32_t(bytes[11]) << 24;
-      out.w = bytes[12] | bytes[13] << 8 | bytes[14] << 16 | uint32_t(bytes[15]) << 24;
-      *reinterpret_cast<uint4*>(d.data + pos / 2) = out;
+      *reinterpret_cast<uint4*>(d.data + pos / 2) = make_uint4(words[0], words[1], words[2], words[3]);
       if (d.mask) *reinterpret_cast<uint32_t*>(d.mask + pos / 8) = clipped;
     } else {
-      uint2 out;
-      out.x = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | uint32_t(bytes[3]) << 24;
-      out.y = bytes[4] | bytes[5] << 8 | bytes[6] << 16 | uint32_t(bytes[7]) << 24;
-      *reinterpret_cast<uint2*>(d.data + pos / 2) = out;
+      *reinterpret_cast<uint2*>(d.data + pos / 2) = make_uint2(words[0], words[1]);
     }
     if (row_fmt) {
       if (r0 + rb == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);

@@ -11,18 +11,8 @@ namespace fp4gemm::cpu {
 using namespace num;
 
 void dequantize_row(const QuantizedIn& q, int64_t r, double* out) {
-  const int64_t bs = q.fmt == Format::FP4Row ? q.k : block_size(q.fmt), nb = q.k / bs;
-  for (int64_t k = 0; k < q.k; ++k) {
-    const uint8_t byte = q.data[(r * q.k + k) >> 1];
-    const double v = e2m1_value(k & 1 ? uint8_t(byte >> 4) : uint8_t(byte & 0xF));
-    double s;
-    if (q.fmt == Format::FP4Row) s = static_cast<const float*>(q.scale)[r];
-    else {
-      const uint8_t sb = static_cast<const uint8_t*>(q.scale)[r * nb + k / bs];
-      s = q.fmt == Format::MXFP4 ? e8m0_value(sb) : e4m3_value(sb);
-    }
-    out[k] = v * s;
-  }
+  for (int64_t k = 0; k < q.k; ++k)
+    out[k] = double(e2m1_value(operand_code(q, r, k))) * block_scale_value(q.fmt, operand_scale(q, r, k));
 }
 
 double tensor_factor(const QuantizedIn& q) {
@@ -34,16 +24,11 @@ double tensor_factor(const QuantizedIn& q) {
 }
 
 void dequantize(const QuantizedIn& q, float* out) {
-  const int64_t bs = q.fmt == Format::FP4Row ? q.k : block_size(q.fmt), nb = q.k / bs;
   const float amax = q.fmt == Format::NVFP4 ? *q.amax : 0.0f;
   for (int64_t r = 0; r < q.rows; ++r)
-    for (int64_t k = 0; k < q.k; ++k) {
-      const uint8_t byte = q.data[(r * q.k + k) >> 1];
-      const uint8_t code = k & 1 ? uint8_t(byte >> 4) : uint8_t(byte & 0xF);
-      const uint32_t s = q.fmt == Format::FP4Row ? f32_bits(static_cast<const float*>(q.scale)[r])
-                                                 : static_cast<const uint8_t*>(q.scale)[r * nb + k / bs];
-      out[r * q.k + k] = dequantize_element(q.fmt, q.scale_rule, code, s, amax, q.global_scale);
-    }
+    for (int64_t k = 0; k < q.k; ++k)
+      out[r * q.k + k] = dequantize_element(q.fmt, q.scale_rule, operand_code(q, r, k), operand_scale(q, r, k), amax,
+                                            q.global_scale);
 }
 
 namespace {

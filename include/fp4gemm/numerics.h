@@ -336,12 +336,28 @@ struct Codec {
   }
 };
 
-// Dequantized value of one element (code, its block scale byte or row scale bits), times the tensor's
+// Element (r, k) of a quantized operand: its E2M1 code, and its scale (the block's byte, or the fp32
+// bits of the row scale).
+FP4_HD uint8_t operand_code(const QuantizedIn& q, int64_t r, int64_t k) {
+  const uint8_t byte = q.data[(r * q.k + k) >> 1];
+  return k & 1 ? uint8_t(byte >> 4) : uint8_t(byte & 0xF);
+}
+FP4_HD uint32_t operand_scale(const QuantizedIn& q, int64_t r, int64_t k) {
+  if (q.fmt == Format::FP4Row) return f32_bits(static_cast<const float*>(q.scale)[r]);
+  const int bs = block_size_of(q.fmt);
+  return static_cast<const uint8_t*>(q.scale)[r * (q.k / bs) + k / bs];
+}
+// The block (or row) scale alone, exact: E8M0, E4M3 or fp32. NVFP4's tensor factor is not included.
+FP4_HD double block_scale_value(Format fmt, uint32_t scale) {
+  return fmt == Format::FP4Row ? double(bits_f32(scale))
+         : fmt == Format::MXFP4 ? double(e8m0_value(uint8_t(scale))) : double(e4m3_value(uint8_t(scale)));
+}
+
+// Dequantized value of one element (code, its scale byte or row scale bits), times the tensor's
 // global_scale: computed in float64, rounded once to fp32.
 FP4_HD float dequantize_element(Format fmt, ScaleRule rule, uint8_t code, uint32_t scale, float amax, double global) {
   double s;
-  if (fmt == Format::FP4Row) s = bits_f32(scale);
-  else if (fmt == Format::MXFP4) s = e8m0_value(uint8_t(scale));
+  if (fmt != Format::NVFP4) s = block_scale_value(fmt, scale);
   else if (rule == ScaleRule::Torchao) s = nv_torchao_decode(uint8_t(scale), nv_torchao_tensor_scale(amax));
   else s = nv_te_decode(uint8_t(scale), amax);
   return float(double(e2m1_value(code)) * s * global);
