@@ -1,6 +1,8 @@
 // Small CUDA helpers shared by the kernels: error checks and input loads through numerics.h.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -28,5 +30,24 @@ template <class In> __device__ __forceinline__ float to_f32(typename In::T v);
 template <> __device__ __forceinline__ float to_f32<F32In>(float v) { return v; }
 template <> __device__ __forceinline__ float to_f32<F16In>(uint16_t v) { return num::f16_to_f32(v); }
 template <> __device__ __forceinline__ float to_f32<BF16In>(uint16_t v) { return num::bf16_to_f32(v); }
+
+// Correct rounding of a float64 result to an output type (bits of a 16-bit type): fp32 directly;
+// 16-bit types through an fp32 rounded to odd, whose extra bits make the second rounding exact.
+__device__ __forceinline__ float to_odd_f32(double v) {
+  float t = __double2float_rz(v);
+  if (double(t) != v && v == v) t = __uint_as_float(__float_as_uint(t) | 1u);
+  return t;
+}
+__device__ __forceinline__ uint16_t bf16_bits_from_double(double v) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(to_odd_f32(v)));
+}
+__device__ __forceinline__ uint16_t f16_bits_from_double(double v) {
+  return __half_as_ushort(__float2half_rn(to_odd_f32(v)));
+}
+__device__ __forceinline__ void store_rounded(void* d, int64_t i, DType dt, double v) {
+  if (dt == DType::F32) static_cast<float*>(d)[i] = __double2float_rn(v);
+  else if (dt == DType::BF16) static_cast<uint16_t*>(d)[i] = bf16_bits_from_double(v);
+  else static_cast<uint16_t*>(d)[i] = f16_bits_from_double(v);
+}
 
 }  // namespace fp4gemm::cuda

@@ -64,12 +64,39 @@ void check_device(bool device) {
     throw std::runtime_error("fp4gemm: CUDA path requested, but fp4gemm was built without CUDA or no GPU is present");
 }
 
+void check_gemm(const GemmArgs& args, bool device) {
+  check_operand(args.a, "a");
+  check_operand(args.b, "b");
+  if (args.a.k != args.b.k)
+    bad("b", "K=" + std::to_string(args.b.k) + " does not match a's K=" + std::to_string(args.a.k));
+  if (int(args.out_dtype) < 0 || int(args.out_dtype) > 2) bad("out_dtype", "must be float32, float16 or bfloat16");
+  if (!device) return;
+  check_device(device);
+  if ((args.a.fmt == Format::NVFP4) != (args.b.fmt == Format::NVFP4))
+    bad("b.fmt", std::string("the GPU GEMM takes two nvfp4 operands or two of mxfp4 / fp4_row, got ") +
+                     fmt_name(args.a.fmt) + " x " + fmt_name(args.b.fmt));
+  if (args.c) bad("c", "the GPU GEMM does not take a C operand yet");
+  const int64_t limit = int64_t(1) << 31;
+  if (args.a.rows >= limit || args.b.rows >= limit || args.a.k >= limit)
+    bad("a", "M, N and K must each be below 2^31 on the GPU");
+  for (auto [q, name] : {std::pair{&args.a, "a.data"}, std::pair{&args.b, "b.data"}})
+    if (reinterpret_cast<uintptr_t>(q->data) % 16) bad(name, "must be 16-byte aligned on the GPU");
+  const int64_t out_bytes = args.out_dtype == DType::F32 ? 4 : 2;
+  if (args.b.rows * out_bytes % 16)
+    bad("b", "N=" + std::to_string(args.b.rows) + " must be a multiple of " + std::to_string(16 / out_bytes) +
+                 " for this output dtype on the GPU (16-byte rows for the TMA store)");
+}
+
+
 #ifdef FP4GEMM_WITH_CUDA
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 #define FP4_ON_DEVICE(device, call) \
   if (device) { call; return; }
+#define FP4_ON_DEVICE_RETURN(device, value) \
+  if (device) return value;
 #else
 #define FP4_ON_DEVICE(device, call)
+#define FP4_ON_DEVICE_RETURN(device, value)
 #endif
 
 }  // namespace
@@ -118,14 +145,16 @@ void dequantize(const QuantizedIn& q, float* out, bool device, void* stream) {
   cpu::dequantize(q, out);
 }
 
+size_t gemm_workspace_size(const GemmArgs& args, bool device) {
+  check_gemm(args, device);
+  FP4_ON_DEVICE_RETURN(device, cuda::gemm_workspace_size(args));
+  return 0;
+}
+
 void gemm(const GemmArgs& args, bool device, void* stream) {
-  check_operand(args.a, "a");
-  check_operand(args.b, "b");
-  if (args.a.k != args.b.k)
-    bad("b", "K=" + std::to_string(args.b.k) + " does not match a's K=" + std::to_string(args.a.k));
+  check_gemm(args, device);
   if (!args.d) bad("d", "null pointer");
-  if (int(args.out_dtype) < 0 || int(args.out_dtype) > 2) bad("out_dtype", "must be float32, float16 or bfloat16");
-  if (device) throw std::runtime_error("fp4gemm: the GPU GEMM kernels are not built yet (the Python layer runs the CPU GEMM)");
+  FP4_ON_DEVICE(device, cuda::gemm(args, as_stream(stream)));
   (void)stream;
   cpu::gemm(args);
 }

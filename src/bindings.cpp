@@ -74,7 +74,9 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("beta", &GemmArgs::beta)
       .FP4_PTR_FIELD(GemmArgs, d, void)
       .def_readwrite("out_dtype", &GemmArgs::out_dtype)
-      .def_readwrite("fp32_accumulate", &GemmArgs::fp32_accumulate);
+      .def_readwrite("fp32_accumulate", &GemmArgs::fp32_accumulate)
+      .FP4_PTR_FIELD(GemmArgs, workspace, void)
+      .def_readwrite("workspace_size", &GemmArgs::workspace_size);
 
   m.def("block_size", &block_size);
   m.def("default_scale_rule", &default_scale_rule);
@@ -99,6 +101,7 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "gemm", [](const GemmArgs& a, bool device, uintptr_t stream) { gemm(a, device, ptr<void>(stream)); },
       py::arg("args"), py::arg("device") = false, py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
+  m.def("gemm_workspace_size", &gemm_workspace_size, py::arg("args"), py::arg("device") = false);
   m.def("blocked_size", &blocked_size);
   m.def(
       "scales_to_blocked",

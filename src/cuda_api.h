@@ -11,6 +11,8 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
               const QuantizedOut* row_out, const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
               cudaStream_t stream);
 void dequantize(const QuantizedIn& q, float* out, cudaStream_t stream);
+size_t gemm_workspace_size(const GemmArgs& args);
+void gemm(const GemmArgs& args, cudaStream_t stream);
 void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int64_t ld, int g,
                         const uint32_t signs[8], float* out, cudaStream_t stream);
 

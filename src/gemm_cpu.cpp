@@ -16,11 +16,7 @@ void dequantize_row(const QuantizedIn& q, int64_t r, double* out) {
 }
 
 double tensor_factor(const QuantizedIn& q) {
-  double f = q.global_scale;
-  if (q.fmt == Format::NVFP4)  // torchao stores the fp32 per-tensor scale p; TE's factor is A/2688 itself
-    f *= q.scale_rule == ScaleRule::Torchao ? double(nv_torchao_tensor_scale(*q.amax))
-                                            : double(*q.amax) / (double(kE4M3Max) * double(kE2M1Max));
-  return f;
+  return num::tensor_factor(q.fmt, q.scale_rule, q.fmt == Format::NVFP4 ? *q.amax : 0.0f, q.global_scale);
 }
 
 void dequantize(const QuantizedIn& q, float* out) {

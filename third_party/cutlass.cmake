@@ -1,4 +1,4 @@
-# Sets CUTLASS_INCLUDE_DIR (cutlass/ and cute/ headers) or leaves it empty.
+# Sets CUTLASS_INCLUDE_DIR (cutlass/ and cute/ headers) and CUTLASS_UTIL_INCLUDE_DIR, or leaves them empty.
 set(_cutlass_hint "$ENV{CUTLASS_DIR}")
 if(CUTLASS_DIR)
   set(_cutlass_hint "${CUTLASS_DIR}")
@@ -16,6 +16,9 @@ else()
   endif()
 endif()
 if(CUTLASS_INCLUDE_DIR)
+  # cutlass/util/ (packed strides) sits beside include/ in the wheel and in a source checkout.
+  get_filename_component(_cutlass_root "${CUTLASS_INCLUDE_DIR}" DIRECTORY)
+  set(CUTLASS_UTIL_INCLUDE_DIR "${_cutlass_root}/tools/util/include")
   message(STATUS "fp4gemm: CUTLASS headers in ${CUTLASS_INCLUDE_DIR}")
 else()
   message(STATUS "fp4gemm: CUTLASS not found (set CUTLASS_DIR or pip install nvidia-cutlass)")

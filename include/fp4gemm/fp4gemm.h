@@ -69,16 +69,23 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld,
 void dequantize(const QuantizedIn& q, float* out, bool device, void* stream);
 
 // D[M, N] = alpha * (A^ . B^T) [+ bias[N]] [+ beta * C[M, N]]  (A^: M x K, B^: N x K dequantized)
+// CPU: float64 sums (exact) or sequential fp32 sums. GPU (Hopper): tensor cores on the folded
+// operands of SPEC.md 5 with fp32 accumulation, an exact fixup for rows outside the FP8 window,
+// and a float64 epilogue rounded once; both operands in the FP8 family (mxfp4, fp4_row) or both nvfp4.
 struct GemmArgs {
   QuantizedIn a, b;
   double alpha = 1.0;
   const float* bias = nullptr;    // fp32 [N] or null
-  const float* c = nullptr;       // fp32 [M, N] or null
+  const float* c = nullptr;       // fp32 [M, N] or null (CPU only for now)
   double beta = 0.0;
   void* d = nullptr;              // [M, N] row-major, ldd = N
   DType out_dtype = DType::F32;
   bool fp32_accumulate = false;   // CPU: sequential fp32 sums instead of float64 (exact) sums
+  void* workspace = nullptr;      // GPU scratch of gemm_workspace_size bytes; null: allocated stream-ordered
+  size_t workspace_size = 0;
 };
+// Bytes of GPU scratch gemm() needs for these shapes and formats (0 on the CPU path).
+size_t gemm_workspace_size(const GemmArgs& args, bool device);
 void gemm(const GemmArgs& args, bool device, void* stream);
 
 // Scale layout conversions, canonical row-major [rows, cols] bytes <-> the 128x4 "blocked" layout

@@ -363,6 +363,16 @@ FP4_HD float dequantize_element(Format fmt, ScaleRule rule, uint8_t code, uint32
   return float(double(e2m1_value(code)) * s * global);
 }
 
+// The operand's tensor-level factor, applied once to the GEMM sum: global_scale, times NVFP4's amax
+// term (A / 2688 for the TE rule, the per-tensor scale p for torchao). A non-finite amax gives NaN,
+// as quantize() then encodes the tensor as NaN (docs/numerics.md).
+FP4_HD double tensor_factor(Format fmt, ScaleRule rule, float amax, double global) {
+  if (fmt != Format::NVFP4) return global;
+  if (!is_finite(amax)) return double(bits_f32(0x7FC00000u));
+  return global * (rule == ScaleRule::Torchao ? double(nv_torchao_tensor_scale(amax))
+                                              : double(amax) / (double(kE4M3Max) * double(kE2M1Max)));
+}
+
 // ---------------------------------------------------------------- scale layouts
 // Byte offset of scale (r, c) of a [rows, cols] scale matrix in the 128x4 blocked layout of cuBLAS /
 // CUTLASS sm100: 512-byte tiles of 128 rows x 4 columns, tiles of one 128-row group in K order, then the

@@ -11,10 +11,11 @@ from .tensor import QuantizedTensor
 
 
 def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: Optional[torch.Tensor] = None,
-         out_dtype: torch.dtype = torch.bfloat16, accumulate: str = "float64") -> torch.Tensor:
+         out_dtype: torch.dtype = torch.bfloat16, accumulate: Optional[str] = None) -> torch.Tensor:
     """D[..., N] = alpha * A^ B^T + bias, A^ = qa [..., K], B^ = qb [N, K] dequantized (SPEC.md 4).
 
-    accumulate: "float64" (exact reference) or "float32" (CPU path only; sequential fp32 sums).
+    accumulate: None = the device's own: float64 sums on the CPU (the exact reference), fp32 tensor
+    cores on the GPU (SPEC.md 5). "float64" is CPU-only; "float32" on the CPU = sequential fp32 sums.
     """
     for name, q in (("qa", qa), ("qb", qb)):
         if not isinstance(q, QuantizedTensor):
@@ -25,8 +26,10 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
         raise ValueError(f"qb: K={qb.shape[-1]} does not match qa's K={qa.shape[-1]}")
     if qa.rht != qb.rht and qa.hadamard_signs != qb.hadamard_signs:
         raise ValueError("qb: its Hadamard transform differs from qa's; A.B^T would not be preserved")
-    if accumulate not in ("float64", "float32"):
-        raise ValueError(f"accumulate: 'float64' or 'float32', got {accumulate!r}")
+    if accumulate not in (None, "float64", "float32"):
+        raise ValueError(f"accumulate: None, 'float64' or 'float32', got {accumulate!r}")
+    if accumulate == "float64" and qa.qdata.device.type != "cpu":
+        raise ValueError("accumulate: 'float64' sums run on the CPU only; the GPU accumulates in fp32 on tensor cores")
     a2 = qa.codes().reshape(-1, qa.qdata.shape[-1])
     sa = qa.scale_bytes()
     sa = sa.reshape(-1, sa.shape[-1])

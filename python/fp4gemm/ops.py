@@ -196,12 +196,6 @@ def gemm_op(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.
     """D[M, N] = alpha * A^ B^T (+ bias): A [M, K/2], B [N, K/2] packed, K-major ("TN")."""
     if a_data.device != b_data.device:
         raise ValueError(f"b: on {b_data.device}, but a is on {a_data.device}")
-    if a_data.device.type == "cuda":
-        # Until the tensor-core GEMMs exist (issue 4): the exact CPU GEMM on host copies (syncs).
-        host = lambda t: None if t is None else t.cpu()
-        return gemm_op(host(a_data), host(a_scale), host(a_amax), a_fmt, a_rule, a_global, host(b_data),
-                       host(b_scale), host(b_amax), b_fmt, b_rule, b_global, alpha, host(bias), out_dtype,
-                       fp32_accumulate).to(a_data.device)
     if out_dtype not in _DTYPES:
         raise ValueError(f"out_dtype: must be float32, float16 or bfloat16, got {out_dtype}")
     on_device, stream = device_args(a_data, "a")
@@ -217,7 +211,11 @@ def gemm_op(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.
         args.bias = bias.data_ptr()
     out = torch.empty([M, N], dtype=out_dtype, device=a_data.device)
     args.d, args.out_dtype, args.fp32_accumulate = out.data_ptr(), _DTYPES[out_dtype], fp32_accumulate
-    _C.gemm(args, on_device, stream)
+    with on_device_of(a_data):
+        if on_device:  # scratch from torch's caching allocator: no cudaMalloc per call, graph-safe
+            workspace = torch.empty(_C.gemm_workspace_size(args, True), dtype=torch.uint8, device=a_data.device)
+            args.workspace, args.workspace_size = workspace.data_ptr(), workspace.numel()
+        _C.gemm(args, on_device, stream)
     return out
 
 

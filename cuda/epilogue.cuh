@@ -1,0 +1,61 @@
+// The Hopper GEMM epilogue, as a CUTLASS epilogue visitor tree:
+//   D[m, n] = round(alpha * acc[m, n] * factor_a[m] * factor_b[n] + bias[n])
+// computed in float64 and rounded once to the output type, so the only error left is the fp32
+// accumulation itself (the factors carry the folded base exponents and tensor-level scales).
+#pragma once
+
+#include "common.cuh"
+#include "cute/tensor.hpp"
+#include "cutlass/bfloat16.h"
+#include "cutlass/epilogue/fusion/sm90_visitor_compute_tma_warpspecialized.hpp"
+#include "cutlass/epilogue/fusion/sm90_visitor_load_tma_warpspecialized.hpp"
+#include "cutlass/epilogue/fusion/sm90_visitor_tma_warpspecialized.hpp"
+#include "cutlass/half.h"
+
+namespace fp4gemm::cuda {
+
+// Correct rounding of the float64 result to ElementD (common.cuh).
+template <class T> __device__ __forceinline__ T round_from_double(double v);
+template <> __device__ __forceinline__ float round_from_double<float>(double v) { return __double2float_rn(v); }
+template <> __device__ __forceinline__ cutlass::bfloat16_t round_from_double<cutlass::bfloat16_t>(double v) {
+  return cutlass::bfloat16_t::bitcast(bf16_bits_from_double(v));
+}
+template <> __device__ __forceinline__ cutlass::half_t round_from_double<cutlass::half_t>(double v) {
+  return cutlass::half_t::bitcast(f16_bits_from_double(v));
+}
+
+// The compute node: (acc, factor_a, factor_b, bias) in double -> ElementD.
+template <class ElementD>
+struct ScaleBiasRound {
+  struct Arguments { double alpha = 1.0; };
+  template <class Fragment>
+  struct Fn {
+    using Arguments = ScaleBiasRound::Arguments;
+    template <int N>
+    __device__ cutlass::Array<ElementD, N> operator()(cutlass::Array<double, N> const& acc,
+                                                      cutlass::Array<double, N> const& factor_a,
+                                                      cutlass::Array<double, N> const& factor_b,
+                                                      cutlass::Array<double, N> const& bias,
+                                                      Arguments const& args) const {
+      cutlass::Array<ElementD, N> out;
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < N; ++i)
+        out[i] = round_from_double<ElementD>(args.alpha * (acc[i] * (factor_a[i] * factor_b[i])) + bias[i]);
+      return out;
+    }
+  };
+};
+
+template <class TileShape, class ElementD>
+using ScaleBiasEpilogue = cutlass::epilogue::fusion::Sm90EVT<
+    cutlass::epilogue::fusion::Sm90Compute<ScaleBiasRound<ElementD>::template Fn, ElementD, double,
+                                           cutlass::FloatRoundStyle::round_to_nearest>,
+    cutlass::epilogue::fusion::Sm90AccFetch,
+    // factor_a: one per row m
+    cutlass::epilogue::fusion::Sm90ColBroadcast<0, TileShape, double, double, cute::Stride<cute::_1, cute::_0, int64_t>>,
+    // factor_b: one per column n
+    cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, double, double, cute::Stride<cute::_0, cute::_1, int64_t>>,
+    // bias: one per column n, 0 when null
+    cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, float, double, cute::Stride<cute::_0, cute::_1, int64_t>>>;
+
+}  // namespace fp4gemm::cuda

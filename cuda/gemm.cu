@@ -1,0 +1,121 @@
+// One GPU GEMM call (SPEC.md 4-5): fold both operands into their GEMM-ready form, run the Hopper
+// tensor-core GEMM, then recompute the outputs of the special rows (gemm_operand.cuh) exactly.
+// Stream-ordered throughout: no host synchronization, so it can be captured in a CUDA graph.
+#include "common.cuh"
+#include "cuda_api.h"
+#include "gemm_operand.cuh"
+
+namespace fp4gemm::cuda {
+namespace {
+
+constexpr size_t kAlign = 256;
+size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// Scratch layout: folded A, folded B, factors, special-row lists, then CUTLASS's own workspace.
+struct Plan {
+  size_t a_data, b_data, a_factor, b_factor, a_special, b_special, cutlass, total;
+};
+
+Sm90Args sm90_args(const GemmArgs& g) {
+  Sm90Args s;
+  const bool bf16 = g.a.fmt == Format::NVFP4;
+  s.a = GemmOperand{nullptr, nullptr, nullptr, g.a.rows, g.a.k, bf16};
+  s.b = GemmOperand{nullptr, nullptr, nullptr, g.b.rows, g.b.k, bf16};
+  s.alpha = g.alpha;
+  s.bias = g.bias;
+  s.d = g.d;
+  s.out_dtype = g.out_dtype;
+  return s;
+}
+
+Plan plan(const GemmArgs& g, const Sm90Args& s) {
+  Plan p{};
+  size_t at = 0;
+  auto take = [&](size_t bytes) { const size_t o = at; at += aligned(bytes); return o; };
+  const size_t el = size_t(folded_bytes(g.a.fmt));
+  p.a_data = take(el * size_t(g.a.rows) * size_t(g.a.k));
+  p.b_data = take(el * size_t(g.b.rows) * size_t(g.b.k));
+  p.a_factor = take(sizeof(double) * size_t(g.a.rows));
+  p.b_factor = take(sizeof(double) * size_t(g.b.rows));
+  p.a_special = take(sizeof(int32_t) * size_t(1 + g.a.rows));
+  p.b_special = take(sizeof(int32_t) * size_t(1 + g.b.rows));
+  p.cutlass = take(sm90_workspace_size(s));
+  p.total = at;
+  return p;
+}
+
+// Exact outputs of the special rows of A (all n) and of B (all m): float64 sums of the dequantized
+// operands, the CPU reference's arithmetic. One warp per output; a deterministic shuffle reduction.
+__global__ void special_rows_kernel(GemmArgs g, const int32_t* __restrict__ special_a,
+                                    const int32_t* __restrict__ special_b) {
+  const int64_t M = g.a.rows, N = g.b.rows, K = g.a.k;
+  const int64_t from_a = int64_t(special_a[0]) * N, total = from_a + int64_t(special_b[0]) * M;
+  if (total == 0) return;
+  const double scale = g.alpha *
+                       num::tensor_factor(g.a.fmt, g.a.scale_rule, g.a.amax ? *g.a.amax : 0.0f, g.a.global_scale) *
+                       num::tensor_factor(g.b.fmt, g.b.scale_rule, g.b.amax ? *g.b.amax : 0.0f, g.b.global_scale);
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; w < total; w += warps) {
+    const int64_t m = w < from_a ? special_a[1 + w / N] : (w - from_a) % M;
+    const int64_t n = w < from_a ? w % N : special_b[1 + (w - from_a) / M];
+    double acc = 0.0;
+    for (int64_t k = lane; k < K; k += 32) {
+      const double a = double(num::e2m1_value(num::operand_code(g.a, m, k))) *
+                       num::block_scale_value(g.a.fmt, num::operand_scale(g.a, m, k));
+      const double b = double(num::e2m1_value(num::operand_code(g.b, n, k))) *
+                       num::block_scale_value(g.b.fmt, num::operand_scale(g.b, n, k));
+      acc += a * b;
+    }
+    for (int off = 16; off; off >>= 1) acc += __shfl_xor_sync(kFull, acc, off);
+    if (lane == 0) store_rounded(g.d, m * N + n, g.out_dtype, scale * acc + (g.bias ? double(g.bias[n]) : 0.0));
+  }
+}
+
+}  // namespace
+
+size_t gemm_workspace_size(const GemmArgs& g) { return plan(g, sm90_args(g)).total; }
+
+size_t sm90_workspace_size(const Sm90Args& s) {
+  return s.a.bf16 ? sm90_bf16_workspace(s) : sm90_fp8_workspace(s);
+}
+
+void sm90_gemm(const Sm90Args& s, cudaStream_t stream) {
+  if (s.a.bf16) sm90_bf16(s, stream);
+  else sm90_fp8(s, stream);
+}
+
+void gemm(const GemmArgs& g, cudaStream_t stream) {
+  Sm90Args s = sm90_args(g);
+  const Plan p = plan(g, s);
+  struct Owned {  // scratch allocated here when the caller gave none; freed stream-ordered
+    void* ptr = nullptr;
+    cudaStream_t stream;
+    ~Owned() { if (ptr) cudaFreeAsync(ptr, stream); }
+  } owned{nullptr, stream};
+  char* ws = static_cast<char*>(g.workspace);
+  if (!ws) {
+    FP4_CUDA_CHECK(cudaMallocAsync(&owned.ptr, p.total, stream));
+    ws = static_cast<char*>(owned.ptr);
+  }
+  s.a.data = ws + p.a_data;
+  s.b.data = ws + p.b_data;
+  s.a.factor = reinterpret_cast<double*>(ws + p.a_factor);
+  s.b.factor = reinterpret_cast<double*>(ws + p.b_factor);
+  s.a.special = reinterpret_cast<int32_t*>(ws + p.a_special);
+  s.b.special = reinterpret_cast<int32_t*>(ws + p.b_special);
+  s.workspace = ws + p.cutlass;
+  s.workspace_size = p.total - p.cutlass;
+  FP4_CUDA_CHECK(cudaMemsetAsync(s.a.special, 0, sizeof(int32_t), stream));
+  FP4_CUDA_CHECK(cudaMemsetAsync(s.b.special, 0, sizeof(int32_t), stream));
+  fold_operand(g.a, s.a, stream);
+  fold_operand(g.b, s.b, stream);
+  sm90_gemm(s, stream);
+  int device = 0, sms = 0;
+  FP4_CUDA_CHECK(cudaGetDevice(&device));
+  FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  special_rows_kernel<<<unsigned(2 * sms), 256, 0, stream>>>(g, s.a.special, s.b.special);
+  FP4_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace fp4gemm::cuda

@@ -1,0 +1,57 @@
+// The GEMM-ready operand of the Hopper GEMMs (SPEC.md 5) and the pieces of one GPU GEMM call.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "fp4gemm/fp4gemm.h"
+
+namespace fp4gemm::cuda {
+
+// A quantized operand with its block scales folded into the elements, in a type the tensor cores
+// multiply exactly, plus one float64 factor per row that the epilogue applies:
+//   MXFP4    E4M3  q * 2^(e_blk - beta_r), beta_r = (largest exponent of a nonzero block of the row) - 6.
+//                  Exact while e_blk - beta_r >= kWindowLow (E4M3 holds q * 2^d for d in [-8, 6]).
+//                  factor = 2^beta_r * global_scale.
+//   fp4_row  E4M3  q;                       factor = row scale * global_scale.
+//   NVFP4    BF16  q * s_b (at most 6 significant bits, within range: exact); factor = tensor factor.
+// Rows the fold cannot carry exactly (a nonzero block below the window, a NaN block scale, a
+// non-finite row scale) are appended to `special` ([0] = count, then row indices); the GEMM
+// recomputes their outputs exactly afterwards (gemm.cu), so no block is ever dropped.
+struct GemmOperand {
+  void* data = nullptr;         // [rows, K]: E4M3 bytes or BF16
+  double* factor = nullptr;     // [rows]
+  int32_t* special = nullptr;   // [1 + rows], count zeroed by the caller
+  int64_t rows = 0, k = 0;
+  bool bf16 = false;
+};
+
+constexpr int kWindowHigh = 6;   // 6 * 2^6 = 384 <= 448: the largest block keeps every code
+constexpr int kWindowLow = -8;   // 0.5 * 2^-8 = 2^-9, the smallest E4M3 subnormal
+
+// Bytes per element of the folded operand of this format.
+inline int folded_bytes(Format fmt) { return fmt == Format::NVFP4 ? 2 : 1; }
+
+void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream);
+
+// The tensor-core GEMM of two folded operands:
+// D[m, n] = round(alpha * factor_a[m] * factor_b[n] * sum_k A[m, k] B[n, k] + bias[n]), the sum in fp32
+// with promotion every 128 K (FP8) or plain fp32 (BF16). Returns false if no kernel fits.
+struct Sm90Args {
+  GemmOperand a, b;
+  double alpha = 1.0;
+  const float* bias = nullptr;
+  void* d = nullptr;
+  DType out_dtype = DType::BF16;
+  void* workspace = nullptr;
+  size_t workspace_size = 0;
+};
+size_t sm90_workspace_size(const Sm90Args& args);
+void sm90_gemm(const Sm90Args& args, cudaStream_t stream);
+
+// One kernel instantiation per (operand type, output type): declared here, defined in gemm_sm90_*.cu.
+size_t sm90_fp8_workspace(const Sm90Args& args);
+void sm90_fp8(const Sm90Args& args, cudaStream_t stream);
+size_t sm90_bf16_workspace(const Sm90Args& args);
+void sm90_bf16(const Sm90Args& args, cudaStream_t stream);
+
+}  // namespace fp4gemm::cuda

@@ -1,0 +1,137 @@
+// Hopper (sm_90a) tensor-core GEMM of two folded operands (gemm_operand.cuh), built from CUTLASS
+// collectives: TMA warp-specialized persistent mainloop, the ScaleBiasEpilogue visitor tree.
+// FP8 operands use CUTLASS's promoted FP8 mainloop (fp32 accumulators folded into the main ones every
+// 4 wgmma k-blocks = 128 K), never "fast accumulation", which loses bits (SPEC.md 5).
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "common.cuh"
+#include "cute/tensor.hpp"
+#include "cutlass/cutlass.h"
+#include "cutlass/epilogue/collective/collective_builder.hpp"
+#include "cutlass/gemm/collective/collective_builder.hpp"
+#include "cutlass/gemm/device/gemm_universal_adapter.h"
+#include "cutlass/gemm/kernel/gemm_universal.hpp"
+#include "cutlass/kernel_hardware_info.h"
+#include "cutlass/util/packed_stride.hpp"
+#include "epilogue.cuh"
+#include "gemm_operand.cuh"
+
+namespace fp4gemm::cuda {
+
+using namespace cute;
+
+// A tile configuration: CTA tile, cluster, mainloop and epilogue schedules.
+template <int M, int N, int K, int ClusterM, int ClusterN, class Mainloop, class Epilogue>
+struct TileConfig {
+  using TileShape = Shape<Int<M>, Int<N>, Int<K>>;
+  using ClusterShape = Shape<Int<ClusterM>, Int<ClusterN>, _1>;
+  using MainloopSchedule = Mainloop;
+  using EpilogueSchedule = Epilogue;
+};
+
+template <class ElementAB, class ElementD, class Config>
+struct Sm90Gemm {
+  using TileShape = typename Config::TileShape;
+  using ClusterShape = typename Config::ClusterShape;
+  static constexpr int kAlignAB = 16 / sizeof(ElementAB);
+  static constexpr int kAlignD = 16 / sizeof(ElementD);
+
+  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
+      cutlass::epilogue::collective::EpilogueTileAuto, float, double,
+      void, cutlass::layout::RowMajor, kAlignD,       // no C operand
+      ElementD, cutlass::layout::RowMajor, kAlignD,
+      typename Config::EpilogueSchedule, ScaleBiasEpilogue<TileShape, ElementD>>::CollectiveOp;
+
+  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp,
+      ElementAB, cutlass::layout::RowMajor, kAlignAB,     // A [M, K], K-major
+      ElementAB, cutlass::layout::ColumnMajor, kAlignAB,  // B [N, K], K-major ("TN")
+      float, TileShape, ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<int(sizeof(typename Epilogue::SharedStorage))>,
+      typename Config::MainloopSchedule>::CollectiveOp;
+
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue>;
+  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+
+  static typename Gemm::Arguments arguments(const Sm90Args& g) {
+    const int M = int(g.a.rows), N = int(g.b.rows), K = int(g.a.k);
+    using StrideA = typename Gemm::GemmKernel::StrideA;
+    using StrideB = typename Gemm::GemmKernel::StrideB;
+    using StrideD = typename Gemm::GemmKernel::StrideD;
+    typename Gemm::Arguments args{};
+    args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
+    args.problem_shape = {M, N, K, 1};
+    args.mainloop.ptr_A = static_cast<const ElementAB*>(g.a.data);
+    args.mainloop.dA = cutlass::make_cute_packed_stride(StrideA{}, make_shape(M, K, 1));
+    args.mainloop.ptr_B = static_cast<const ElementAB*>(g.b.data);
+    args.mainloop.dB = cutlass::make_cute_packed_stride(StrideB{}, make_shape(N, K, 1));
+    args.epilogue.ptr_C = nullptr;
+    args.epilogue.dC = cutlass::make_cute_packed_stride(StrideD{}, make_shape(M, N, 1));
+    args.epilogue.ptr_D = static_cast<ElementD*>(g.d);
+    args.epilogue.dD = args.epilogue.dC;
+    auto& t = args.epilogue.thread;  // visitor tree arguments: children in order, then the node
+    get<0>(t) = {};                                  // acc
+    get<1>(t) = {g.a.factor};                        // factor_a[m]
+    get<2>(t) = {g.b.factor};                        // factor_b[n]
+    get<3>(t) = {g.bias};                            // bias[n]
+    get<4>(t) = {g.alpha};
+    args.hw_info = hardware();
+    return args;
+  }
+
+  static cutlass::KernelHardwareInfo hardware() {
+    int device = 0;
+    FP4_CUDA_CHECK(cudaGetDevice(&device));
+    static int sm_count[64] = {};
+    if (device < 64 && !sm_count[device])
+      sm_count[device] = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(device);
+    cutlass::KernelHardwareInfo hw;
+    hw.device_id = device;
+    hw.sm_count = device < 64 ? sm_count[device] : cutlass::KernelHardwareInfo::query_device_multiprocessor_count(device);
+    return hw;
+  }
+
+  static size_t workspace_size(const Sm90Args& g) { return Gemm::get_workspace_size(arguments(g)); }
+
+  static void run(const Sm90Args& g, cudaStream_t stream) {
+    auto args = arguments(g);
+    Gemm gemm;
+    cutlass::Status st = gemm.can_implement(args);
+    if (st != cutlass::Status::kSuccess)
+      throw std::invalid_argument(std::string("fp4gemm sm90 GEMM: CUTLASS cannot run this problem: ") +
+                                  cutlassGetStatusString(st));
+    if (Gemm::get_workspace_size(args) > g.workspace_size)
+      throw std::runtime_error("fp4gemm sm90 GEMM: workspace too small");
+    st = gemm.initialize(args, g.workspace, stream);
+    if (st != cutlass::Status::kSuccess)
+      throw std::runtime_error(std::string("fp4gemm sm90 GEMM: initialize failed: ") + cutlassGetStatusString(st));
+    st = gemm.run(stream);
+    if (st != cutlass::Status::kSuccess)
+      throw std::runtime_error(std::string("fp4gemm sm90 GEMM: launch failed: ") + cutlassGetStatusString(st));
+  }
+};
+
+// Dispatch one operand type over the output types.
+template <class ElementAB, class Config>
+void sm90_run(const Sm90Args& g, cudaStream_t stream) {
+  switch (g.out_dtype) {
+    case DType::BF16: Sm90Gemm<ElementAB, cutlass::bfloat16_t, Config>::run(g, stream); break;
+    case DType::F16: Sm90Gemm<ElementAB, cutlass::half_t, Config>::run(g, stream); break;
+    case DType::F32: Sm90Gemm<ElementAB, float, Config>::run(g, stream); break;
+  }
+}
+template <class ElementAB, class Config>
+size_t sm90_workspace(const Sm90Args& g) {
+  switch (g.out_dtype) {
+    case DType::BF16: return Sm90Gemm<ElementAB, cutlass::bfloat16_t, Config>::workspace_size(g);
+    case DType::F16: return Sm90Gemm<ElementAB, cutlass::half_t, Config>::workspace_size(g);
+    case DType::F32: return Sm90Gemm<ElementAB, float, Config>::workspace_size(g);
+  }
+  return 0;
+}
+
+}  // namespace fp4gemm::cuda
