@@ -64,8 +64,9 @@ def main():
     qa, qb = fp4gemm.quantize(a), fp4gemm.quantize(b)
     want = qa.dequantize().double() @ qb.dequantize().double().T
     print(f"{args.shape} {args.kind}")
-    for dt in (torch.bfloat16, torch.float32):
-        report(f"fp4gemm.gemm -> {dt}", fp4gemm.gemm(qa, qb, out_dtype=dt), want)
+    for mma in ("fp8", "bf16"):
+        for dt in (torch.bfloat16, torch.float32):
+            report(f"fp4gemm.gemm mma={mma} -> {dt}", fp4gemm.gemm(qa, qb, out_dtype=dt, mma=mma), want)
     fa, sa = fold(qa)
     fb, sb = fold(qb)
     for fast in (False, True):

@@ -10,7 +10,8 @@ t0=$(date +%s)
 python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s, C7510 warnings: $(grep -c C7510 "$OUT/build.log")"; grep -i "warning" "$OUT/build.log" | head -5
 cd /tmp  # import the installed package, not the source tree
-cp -r "$OLDPWD/tests" /tmp/fp4tests
+rm -rf /tmp/fp4tests; cp -r "$OLDPWD/tests" /tmp/fp4tests
+timeout 120 python3 -m fp4gemm > "$OUT/report.txt" 2>&1; echo "python -m fp4gemm: exit $?"; tail -4 "$OUT/report.txt"
 timeout 420 python3 -m pytest -q /tmp/fp4tests 2>&1 | tee "$OUT/pytest.log" | tail -15
 if [ "${1:-}" != "quick" ]; then
   for tool in memcheck racecheck; do

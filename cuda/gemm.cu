@@ -18,7 +18,7 @@ struct Plan {
 
 Sm90Args sm90_args(const GemmArgs& g) {
   Sm90Args s;
-  const bool bf16 = g.a.fmt == Format::NVFP4;
+  const bool bf16 = folds_to_bf16(g.a.fmt, g.mma);
   s.a = GemmOperand{nullptr, nullptr, nullptr, g.a.rows, g.a.k, bf16};
   s.b = GemmOperand{nullptr, nullptr, nullptr, g.b.rows, g.b.k, bf16};
   s.alpha = g.alpha;
@@ -32,7 +32,7 @@ Plan plan(const GemmArgs& g, const Sm90Args& s) {
   Plan p{};
   size_t at = 0;
   auto take = [&](size_t bytes) { const size_t o = at; at += aligned(bytes); return o; };
-  const size_t el = size_t(folded_bytes(g.a.fmt));
+  const size_t el = s.a.bf16 ? 2 : 1;
   p.a_data = take(el * size_t(g.a.rows) * size_t(g.a.k));
   p.b_data = take(el * size_t(g.b.rows) * size_t(g.b.k));
   p.a_factor = take(sizeof(double) * size_t(g.a.rows));

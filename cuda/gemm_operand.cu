@@ -9,6 +9,7 @@ namespace {
 
 constexpr int kUnit = 16;  // elements per lane step: 8 code bytes in, 16 (E4M3) or 32 (BF16) bytes out
 constexpr int kWarpsPerCta = 8;
+constexpr int kShifts = kWindowHigh - kWindowLowE4M3 + 1;
 constexpr uint64_t kMagnitudeBits = 0x7777777777777777ull;  // a unit is zero iff these bits are
 
 // E4M3 bytes of the magnitudes of codes 0..7 times 2^d, byte c of the word (d in the window).
@@ -19,8 +20,8 @@ __device__ uint64_t e4m3_table(int d) {
   return t;
 }
 
-// 16 codes (element 2i in the low nibble of byte i) -> 16 E4M3 bytes.
-__device__ uint4 fold_e4m3(uint2 codes, uint64_t table) {
+// 16 codes (element 2i in the low nibble of byte i) -> 16 E4M3 bytes through the table.
+__device__ void store_e4m3(uint2 codes, uint64_t table, uint4* dst) {
   uint32_t out[4];
   FP4_UNROLL
   for (int w = 0; w < 4; ++w) {
@@ -29,104 +30,104 @@ __device__ uint4 fold_e4m3(uint2 codes, uint64_t table) {
     FP4_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t c = (src >> (4 * j)) & 0xF;
-      const uint32_t byte = uint32_t(table >> (8 * (c & 7))) & 0xFF;
-      word |= (byte | ((c & 8) << 4)) << (8 * j);
+      word |= ((uint32_t(table >> (8 * (c & 7))) & 0xFF) | ((c & 8) << 4)) << (8 * j);
     }
     out[w] = word;
   }
-  return make_uint4(out[0], out[1], out[2], out[3]);
+  *dst = make_uint4(out[0], out[1], out[2], out[3]);
 }
 
-__device__ void append_special(int32_t* special, int64_t row) {
-  const int32_t i = atomicAdd(special, 1);
-  special[1 + i] = int32_t(row);
+// 16 codes -> 16 BF16 values code * s. s is a power of two or an E4M3 value, so the fp32 product has
+// at most 6 significant bits and its low 16 bits are zero: the truncation to BF16 is exact.
+__device__ void store_bf16(uint2 codes, float s, uint4* dst) {
+  uint32_t w[8];
+  FP4_UNROLL
+  for (int j = 0; j < 8; ++j) {
+    const uint32_t pair = ((j < 4 ? codes.x : codes.y) >> (8 * (j & 3))) & 0xFF;
+    const uint32_t lo = num::f32_bits(num::e2m1_value(uint8_t(pair & 0xF)) * s) >> 16;
+    const uint32_t hi = num::f32_bits(num::e2m1_value(uint8_t(pair >> 4)) * s) >> 16;
+    w[j] = lo | (hi << 16);
+  }
+  dst[0] = make_uint4(w[0], w[1], w[2], w[3]);
+  dst[1] = make_uint4(w[4], w[5], w[6], w[7]);
 }
 
-// MXFP4 and per-row FP4 -> E4M3.
-__global__ void fold_fp8_kernel(QuantizedIn q, GemmOperand out) {
+__device__ bool nonzero(uint2 c) { return ((uint64_t(c.y) << 32 | c.x) & kMagnitudeBits) != 0; }
+
+template <bool kBf16>
+__global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
+  __shared__ uint64_t tables[kShifts];  // E4M3 bytes for each shift d of the window
+  if (!kBf16) {
+    for (int i = threadIdx.x; i < kShifts; i += blockDim.x) tables[i] = e4m3_table(i + kWindowLowE4M3);
+    __syncthreads();
+  }
+  constexpr int kLow = kBf16 ? kWindowLowBF16 : kWindowLowE4M3;
+  constexpr int kOutPerUnit = kBf16 ? 2 : 1;  // uint4 stores per unit
   const int lane = threadIdx.x & 31;
   const int64_t units = q.k / kUnit;
   const auto* codes = reinterpret_cast<const uint2*>(q.data);
   auto* dst = static_cast<uint4*>(out.data);
-  const bool mx = q.fmt == Format::MXFP4;
-  const auto* mx_scale = static_cast<const uint8_t*>(q.scale);
-  const int64_t blocks = q.k / num::kMxBlock;
+  const auto* bytes = static_cast<const uint8_t*>(q.scale);
+  const int64_t mx_blocks = q.k / num::kMxBlock;
+  const double nv_factor =
+      q.fmt == Format::NVFP4 ? num::tensor_factor(q.fmt, q.scale_rule, *q.amax, q.global_scale) : 0.0;
   for (int64_t row = blockIdx.x * int64_t(kWarpsPerCta) + (threadIdx.x >> 5); row < q.rows;
        row += int64_t(gridDim.x) * kWarpsPerCta) {
     const uint2* src = codes + row * units;
-    uint4* line = dst + row * units;
+    uint4* line = dst + row * units * kOutPerUnit;
     bool special = false;
-    unsigned top = 0;  // largest scale byte of a nonzero block (MXFP4)
-    double factor;
-    if (mx) {
+    unsigned top = 0;  // MXFP4: largest scale byte of a nonzero block
+    double factor = nv_factor;
+    if (q.fmt == Format::MXFP4) {
       bool nan = false;
       for (int64_t u = lane; u < units; u += 32) {
-        const uint2 c = src[u];
-        const unsigned s = mx_scale[row * blocks + u / 2];
-        const bool nonzero = ((uint64_t(c.y) << 32 | c.x) & kMagnitudeBits) != 0;
+        const unsigned s = bytes[row * mx_blocks + u / 2];
         nan |= s == num::kE8M0NaN;
-        if (nonzero && s != num::kE8M0NaN && s > top) top = s;
+        if (s != num::kE8M0NaN && s > top && nonzero(src[u])) top = s;
       }
       top = __reduce_max_sync(kFull, top);
       special = __any_sync(kFull, nan);
       factor = ldexp(1.0, int(top) - 127 - kWindowHigh) * q.global_scale;
-    } else {
+    } else if (q.fmt == Format::FP4Row) {
       const float s = static_cast<const float*>(q.scale)[row];
       special = !num::is_finite(s);
       factor = double(s) * q.global_scale;
     }
-    unsigned table_scale = mx ? 0x100u : 0u;  // the scale byte `table` was built for (0x100: none yet)
-    uint64_t table = mx ? 0 : e4m3_table(0);
     bool below = false;
     for (int64_t u = lane; u < units; u += 32) {
-      const uint2 c = src[u];
-      const bool nonzero = ((uint64_t(c.y) << 32 | c.x) & kMagnitudeBits) != 0;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (nonzero) {
-        const unsigned s = mx ? mx_scale[row * blocks + u / 2] : 0u;
-        const int d = int(s) - int(top) + kWindowHigh;
-        if (mx && (d < kWindowLow || s == num::kE8M0NaN)) {
-          below = true;  // written as zero; the fixup recomputes this row
-        } else {
-          if (mx && s != table_scale) { table = e4m3_table(d); table_scale = s; }
-          v = fold_e4m3(c, table);
+      uint2 c = src[u];
+      uint4* o = line + u * kOutPerUnit;
+      int d = 0;  // fp4_row: the codes themselves
+      if (q.fmt == Format::MXFP4) {
+        const unsigned s = bytes[row * mx_blocks + u / 2];
+        if (s == num::kE8M0NaN) {
+          below = true;  // a NaN block: the fixup writes the row's NaN outputs
+          c = make_uint2(0u, 0u);
+        } else if (nonzero(c)) {
+          d = int(s) - int(top) + kWindowHigh;  // <= kWindowHigh: top is the largest nonzero block
+          if (d < kLow) {  // below the window: written as zero, the fixup recomputes the row
+            below = true;
+            c = make_uint2(0u, 0u);
+            d = 0;
+          }
         }
       }
-      line[u] = v;
+      if constexpr (kBf16) {
+        const float s = q.fmt == Format::NVFP4 ? num::e4m3_value(uint8_t(num::operand_scale(q, row, u * kUnit)))
+                                               : num::exp2i(d);
+        store_bf16(c, s, o);
+      } else {
+        store_e4m3(c, tables[d - kWindowLowE4M3], o);
+      }
     }
     special = __any_sync(kFull, special || below);
     if (lane == 0) {
       out.factor[row] = factor;
-      if (special) append_special(out.special, row);
-    }
-  }
-}
-
-// NVFP4 -> BF16 (q * s_b is exact in fp32 with its low 16 bits zero, so truncation is exact).
-__global__ void fold_bf16_kernel(QuantizedIn q, GemmOperand out) {
-  const int lane = threadIdx.x & 31;
-  const int64_t units = q.k / kUnit;
-  const auto* codes = reinterpret_cast<const uint2*>(q.data);
-  auto* dst = static_cast<uint4*>(out.data);
-  const double factor = num::tensor_factor(q.fmt, q.scale_rule, *q.amax, q.global_scale);
-  for (int64_t row = blockIdx.x * int64_t(kWarpsPerCta) + (threadIdx.x >> 5); row < q.rows;
-       row += int64_t(gridDim.x) * kWarpsPerCta) {
-    for (int64_t u = lane; u < units; u += 32) {
-      const uint2 c = codes[row * units + u];
-      const float s = num::e4m3_value(uint8_t(num::operand_scale(q, row, u * kUnit)));
-      uint32_t w[8];
-      FP4_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        const uint32_t pair = ((j < 4 ? c.x : c.y) >> (8 * (j & 3))) & 0xFF;
-        const uint32_t lo = num::f32_bits(num::e2m1_value(uint8_t(pair & 0xF)) * s) >> 16;
-        const uint32_t hi = num::f32_bits(num::e2m1_value(uint8_t(pair >> 4)) * s) >> 16;
-        w[j] = lo | (hi << 16);
+      if (special) {
+        const int32_t i = atomicAdd(out.special, 1);
+        out.special[1 + i] = int32_t(row);
       }
-      uint4* line = dst + 2 * (row * units + u);
-      line[0] = make_uint4(w[0], w[1], w[2], w[3]);
-      line[1] = make_uint4(w[4], w[5], w[6], w[7]);
     }
-    if (lane == 0) out.factor[row] = factor;
   }
 }
 
@@ -134,8 +135,8 @@ __global__ void fold_bf16_kernel(QuantizedIn q, GemmOperand out) {
 
 void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream) {
   const int64_t ctas = std::min<int64_t>((q.rows + kWarpsPerCta - 1) / kWarpsPerCta, 1 << 16);
-  if (q.fmt == Format::NVFP4) fold_bf16_kernel<<<unsigned(ctas), 32 * kWarpsPerCta, 0, stream>>>(q, out);
-  else fold_fp8_kernel<<<unsigned(ctas), 32 * kWarpsPerCta, 0, stream>>>(q, out);
+  if (out.bf16) fold_kernel<true><<<unsigned(ctas), 32 * kWarpsPerCta, 0, stream>>>(q, out);
+  else fold_kernel<false><<<unsigned(ctas), 32 * kWarpsPerCta, 0, stream>>>(q, out);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -9,10 +9,10 @@ namespace fp4gemm::cuda {
 
 // A quantized operand with its block scales folded into the elements, in a type the tensor cores
 // multiply exactly, plus one float64 factor per row that the epilogue applies:
-//   MXFP4    E4M3  q * 2^(e_blk - beta_r), beta_r = (largest exponent of a nonzero block of the row) - 6.
-//                  Exact while e_blk - beta_r >= kWindowLow (E4M3 holds q * 2^d for d in [-8, 6]).
-//                  factor = 2^beta_r * global_scale.
-//   fp4_row  E4M3  q;                       factor = row scale * global_scale.
+//   MXFP4    E4M3 or BF16  q * 2^d, d = e_blk - beta_r, beta_r = (largest exponent of a nonzero block
+//                  of the row) - 6. Exact while d >= the type's low end: E4M3 holds q * 2^d for d in
+//                  [-8, 6], BF16 for d in [-132, 6]. factor = 2^beta_r * global_scale.
+//   fp4_row  E4M3 or BF16  q;              factor = row scale * global_scale.
 //   NVFP4    BF16  q * s_b (at most 6 significant bits, within range: exact); factor = tensor factor.
 // Rows the fold cannot carry exactly (a nonzero block below the window, a NaN block scale, a
 // non-finite row scale) are appended to `special` ([0] = count, then row indices); the GEMM
@@ -25,11 +25,12 @@ struct GemmOperand {
   bool bf16 = false;
 };
 
-constexpr int kWindowHigh = 6;   // 6 * 2^6 = 384 <= 448: the largest block keeps every code
-constexpr int kWindowLow = -8;   // 0.5 * 2^-8 = 2^-9, the smallest E4M3 subnormal
+constexpr int kWindowHigh = 6;       // 6 * 2^6 = 384 <= 448: the largest block keeps every code
+constexpr int kWindowLowE4M3 = -8;   // 0.5 * 2^-8 = 2^-9, the smallest E4M3 subnormal
+constexpr int kWindowLowBF16 = -132; // 0.5 * 2^-132 = 2^-133, the smallest BF16 subnormal
 
-// Bytes per element of the folded operand of this format.
-inline int folded_bytes(Format fmt) { return fmt == Format::NVFP4 ? 2 : 1; }
+// The operand type `mma` resolves to for these formats.
+inline bool folds_to_bf16(Format fmt, Mma mma) { return fmt == Format::NVFP4 || mma == Mma::BF16; }
 
 void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream);
 

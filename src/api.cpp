@@ -76,6 +76,9 @@ void check_gemm(const GemmArgs& args, bool device) {
     bad("b.fmt", std::string("the GPU GEMM takes two nvfp4 operands or two of mxfp4 / fp4_row, got ") +
                      fmt_name(args.a.fmt) + " x " + fmt_name(args.b.fmt));
   if (args.c) bad("c", "the GPU GEMM does not take a C operand yet");
+  if (int(args.mma) < 0 || int(args.mma) > 2) bad("mma", "must be auto, fp8 or bf16");
+  if (args.mma == Mma::FP8 && args.a.fmt == Format::NVFP4)
+    bad("mma", "nvfp4 operands need bf16 tensor cores: q * s_b has up to 6 significant bits, E4M3 holds 4");
   const int64_t limit = int64_t(1) << 31;
   if (args.a.rows >= limit || args.b.rows >= limit || args.a.k >= limit)
     bad("a", "M, N and K must each be below 2^31 on the GPU");

@@ -28,6 +28,7 @@ PYBIND11_MODULE(_C, m) {
       .value("Quest", ScaleRule::Quest).value("TE", ScaleRule::TE).value("Torchao", ScaleRule::Torchao)
       .value("Pow2", ScaleRule::Pow2).value("Amax", ScaleRule::Amax);
   py::enum_<Rounding>(m, "Rounding").value("RTN", Rounding::RTN).value("SR", Rounding::SR);
+  py::enum_<Mma>(m, "Mma").value("Auto", Mma::Auto).value("FP8", Mma::FP8).value("BF16", Mma::BF16);
   py::enum_<DType>(m, "DType").value("F32", DType::F32).value("F16", DType::F16).value("BF16", DType::BF16);
 
   py::class_<QuantizeConfig>(m, "QuantizeConfig")
@@ -75,6 +76,7 @@ PYBIND11_MODULE(_C, m) {
       .FP4_PTR_FIELD(GemmArgs, d, void)
       .def_readwrite("out_dtype", &GemmArgs::out_dtype)
       .def_readwrite("fp32_accumulate", &GemmArgs::fp32_accumulate)
+      .def_readwrite("mma", &GemmArgs::mma)
       .FP4_PTR_FIELD(GemmArgs, workspace, void)
       .def_readwrite("workspace_size", &GemmArgs::workspace_size);
 

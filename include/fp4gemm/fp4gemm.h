@@ -16,6 +16,11 @@ enum class DType : int { F32 = 0, F16 = 1, BF16 = 2 };
 // Which way the blocks run: along the last dimension of the 2D input view (rowwise), or along the
 // first (columnwise: the output is the quantization of the transpose, as the wgrad GEMM needs).
 enum class Direction : int { Rowwise = 0, Columnwise = 1 };
+// Tensor-core operand type of the Hopper GEMM (SPEC.md 5). Auto: FP8 for mxfp4 / fp4_row, BF16 for
+// nvfp4. FP8 runs at FP8 speed; its accumulation is promoted to fp32 every 128 K, and inside those
+// chunks Hopper's FP8 accumulator keeps fewer bits than fp32 (docs/numerics.md). BF16 holds every
+// folded value exactly and accumulates in fp32, at BF16 speed.
+enum class Mma : int { Auto = 0, FP8 = 1, BF16 = 2 };
 
 // Elements per scale block along K (K = the whole row for per-row FP4).
 int block_size(Format fmt);
@@ -81,6 +86,7 @@ struct GemmArgs {
   void* d = nullptr;              // [M, N] row-major, ldd = N
   DType out_dtype = DType::F32;
   bool fp32_accumulate = false;   // CPU: sequential fp32 sums instead of float64 (exact) sums
+  Mma mma = Mma::Auto;            // GPU: tensor-core operand type
   void* workspace = nullptr;      // GPU scratch of gemm_workspace_size bytes; null: allocated stream-ordered
   size_t workspace_size = 0;
 };

@@ -3,6 +3,8 @@
     q = fp4gemm.quantize(x, fmt="mxfp4")          # QuantizedTensor
     y = fp4gemm.matmul(a, b, fmt="nvfp4")         # like torch.matmul, both operands in FP4
 """
+import torch  # before _C: the native module expects torch's CUDA runtime to be loaded
+
 from . import _C
 from .config import FORMATS, SCALE_RULES
 from .hadamard import HADAMARD_SIZES, TE_RHT_SIGNS, Hadamard, hadamard_signs, hadamard_transform

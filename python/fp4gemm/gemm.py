@@ -11,11 +11,15 @@ from .tensor import QuantizedTensor
 
 
 def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: Optional[torch.Tensor] = None,
-         out_dtype: torch.dtype = torch.bfloat16, accumulate: Optional[str] = None) -> torch.Tensor:
+         out_dtype: torch.dtype = torch.bfloat16, accumulate: Optional[str] = None, mma: str = "auto") -> torch.Tensor:
     """D[..., N] = alpha * A^ B^T + bias, A^ = qa [..., K], B^ = qb [N, K] dequantized (SPEC.md 4).
 
     accumulate: None = the device's own: float64 sums on the CPU (the exact reference), fp32 tensor
     cores on the GPU (SPEC.md 5). "float64" is CPU-only; "float32" on the CPU = sequential fp32 sums.
+    mma (GPU): the tensor-core operand type. "auto" = "fp8" for mxfp4 / fp4_row (FP8 speed; Hopper's FP8
+    accumulator keeps fewer bits than fp32 between the promotions every 128 K, which shows on inputs
+    with outlier channels: docs/numerics.md), "bf16" for nvfp4; "bf16" = every folded value exact and
+    fp32 accumulation, at BF16 speed.
     """
     for name, q in (("qa", qa), ("qb", qb)):
         if not isinstance(q, QuantizedTensor):
@@ -35,17 +39,19 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
     sa = sa.reshape(-1, sa.shape[-1])
     d = ops.gemm_op(a2, sa, qa.amax, qa.fmt, qa.scale_rule, qa.global_scale,
                     qb.codes(), qb.scale_bytes(), qb.amax, qb.fmt, qb.scale_rule, qb.global_scale,
-                    float(alpha), bias, out_dtype, accumulate == "float32")
+                    float(alpha), bias, out_dtype, accumulate == "float32", mma)
     return d.reshape(list(qa.shape[:-1]) + [qb.shape[0]])
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] = None,
            rounding: str = "rtn", hadamard=None, prescale: bool = False, seed: Optional[int] = None,
-           bias: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+           bias: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
+           mma: str = "auto") -> torch.Tensor:
     """FP4 version of torch.matmul(a, b) + bias: a [..., M, K], b [K, N]; both quantized along K.
 
     b = W.t() of an nn.Linear weight is used without a copy. Both operands get the same Hadamard.
     With SR and an explicit seed, a uses (seed, 0) and b (seed + 1, 0). Output dtype: a's unless given.
+    mma: the GPU tensor-core operand type, as in gemm().
     """
     for name, t in (("a", a), ("b", b)):
         if not isinstance(t, torch.Tensor):
@@ -64,4 +70,4 @@ def matmul(a: torch.Tensor, b: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: 
     if bt.shape[-1] > 1 and bt.stride(-1) != 1:
         bt = bt.contiguous()
     qb = quantize(bt, seed=None if seed is None else seed + 1, **kw)
-    return gemm(qa, qb, bias=bias, out_dtype=out_dtype or a.dtype)
+    return gemm(qa, qb, bias=bias, out_dtype=out_dtype or a.dtype, mma=mma)

@@ -16,6 +16,7 @@ from . import _C
 from .config import FORMATS, ROUNDINGS, SCALE_RULES, BLOCK
 
 _DTYPES = {torch.float32: _C.DType.F32, torch.float16: _C.DType.F16, torch.bfloat16: _C.DType.BF16}
+_MMA = {"auto": _C.Mma.Auto, "fp8": _C.Mma.FP8, "bf16": _C.Mma.BF16}
 
 
 def native_dtype(t: torch.Tensor, arg: str):
@@ -192,7 +193,7 @@ def _(data, scale, amax, fmt, scale_rule, global_scale):
 def gemm_op(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.Tensor], a_fmt: str, a_rule: str,
             a_global: float, b_data: torch.Tensor, b_scale: torch.Tensor, b_amax: Optional[torch.Tensor], b_fmt: str,
             b_rule: str, b_global: float, alpha: float, bias: Optional[torch.Tensor], out_dtype: torch.dtype,
-            fp32_accumulate: bool) -> torch.Tensor:
+            fp32_accumulate: bool, mma: str = "auto") -> torch.Tensor:
     """D[M, N] = alpha * A^ B^T (+ bias): A [M, K/2], B [N, K/2] packed, K-major ("TN")."""
     if a_data.device != b_data.device:
         raise ValueError(f"b: on {b_data.device}, but a is on {a_data.device}")
@@ -211,6 +212,9 @@ def gemm_op(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.
         args.bias = bias.data_ptr()
     out = torch.empty([M, N], dtype=out_dtype, device=a_data.device)
     args.d, args.out_dtype, args.fp32_accumulate = out.data_ptr(), _DTYPES[out_dtype], fp32_accumulate
+    if mma not in _MMA:
+        raise ValueError(f"mma: must be one of {sorted(_MMA)}, got {mma!r}")
+    args.mma = _MMA[mma]
     with on_device_of(a_data):
         if on_device:  # scratch from torch's caching allocator: no cudaMalloc per call, graph-safe
             workspace = torch.empty(_C.gemm_workspace_size(args, True), dtype=torch.uint8, device=a_data.device)
@@ -221,7 +225,7 @@ def gemm_op(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.
 
 @gemm_op.register_fake
 def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax, b_fmt, b_rule, b_global, alpha,
-      bias, out_dtype, fp32_accumulate):
+      bias, out_dtype, fp32_accumulate, mma="auto"):
     M = a_data.numel() // a_data.shape[-1]
     N = b_data.numel() // b_data.shape[-1]
     return a_data.new_empty([M, N], dtype=out_dtype)
