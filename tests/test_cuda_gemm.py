@@ -134,11 +134,12 @@ def test_gemm_matches_float64(fmt, kw, mma, kind, out_dtype, m, n, k):
     if mma == "fp8" and kind == "outliers" and out_dtype != torch.float32:
         # Outlier channels expose the FP8 accumulator between promotions (docs/numerics.md): the fp8
         # path must be as accurate as cuBLAS FP8 on the same operands; mma="bf16" meets SPEC.md 4.
-        if out_dtype == torch.bfloat16 and fmt == "mxfp4" and not kw:
-            assert_acceptance(d, want, min_fraction=min(0.9999, cublas_fp8_fraction(qa, qb)), fp8=True)
-        else:  # no cuBLAS twin for these: hold the fp32 output to SPEC.md 4 instead
-            d = fp4gemm.gemm(qa, qb, alpha=0.75, bias=bias, out_dtype=torch.float32, mma=mma)
-            assert_acceptance(d, want, fp8=True)
+        if out_dtype == torch.bfloat16 and fmt == "mxfp4" and not kw:  # cuBLAS's twin: no alpha, no bias
+            plain = fp4gemm.gemm(qa, qb, out_dtype=torch.bfloat16, mma=mma)
+            floor = min(0.9999, cublas_fp8_fraction(qa, qb))
+            assert_acceptance(plain, reference(qa, qb), min_fraction=floor, fp8=True)
+        d = fp4gemm.gemm(qa, qb, alpha=0.75, bias=bias, out_dtype=torch.float32, mma=mma)
+        assert_acceptance(d, want, fp8=True)  # and the fp32 output to SPEC.md 4
         return
     assert_acceptance(d, want, fp8=mma == "fp8")
 
