@@ -45,14 +45,40 @@ def kernel_ms(fn, match: str) -> float:
         for _ in range(calls):
             fn()
         torch.cuda.synchronize()
-    total = sum(e.device_time_total for e in prof.key_averages() if match in e.key)
+    total = sum(e.device_time_total for e in prof.key_averages() if match in e.key and e.device_time_total > 0)
     return total / calls / 1000.0
+
+
+def sweep(shapes: str):
+    """Kernel TFLOP/s of each tile config and scheduler swizzle (the dispatch heuristic's evidence)."""
+    import os
+    print("| M x N x K | operands | tile | swizzle 1 | 2 | 4 | 8 |\n|---|---|---|---|---|---|---|")
+    for shape in shapes.split(","):
+        M, N, K = (int(v) for v in shape.split("x"))
+        a = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
+        w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16)
+        for fmt, mma in (("mxfp4", "fp8"), ("nvfp4", "bf16")):
+            qa, qw = fp4gemm.quantize(a, fmt), fp4gemm.quantize(w, fmt)
+            for tile in ("large", "small"):
+                os.environ["FP4GEMM_SM90_TILE"] = tile
+                cells = []
+                for sw in (1, 2, 4, 8):
+                    os.environ["FP4GEMM_SM90_SWIZZLE"] = str(sw)
+                    ms = kernel_ms(lambda: fp4gemm.gemm(qa, qw, mma=mma), "cutlass")
+                    cells.append(f"{2.0 * M * N * K / (ms * 1e-3) / 1e12:.0f}")
+                print(f"| {shape} | {mma} | {tile} | " + " | ".join(cells) + " |", flush=True)
+        os.environ.pop("FP4GEMM_SM90_TILE"); os.environ.pop("FP4GEMM_SM90_SWIZZLE")
+        del a, w
+        torch.cuda.empty_cache()
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--shapes", default=SHAPES)
+    p.add_argument("--sweep", action="store_true", help="tile x swizzle table instead of the baselines")
     args = p.parse_args()
+    if args.sweep:
+        return sweep(args.shapes)
     torch.manual_seed(0)
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}\n")
     print("| M x N x K | mxfp4 call | mxfp4 kernel | nvfp4 call | nvfp4 kernel | cuBLAS FP8 rowwise | cuBLAS BF16 "

@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16 FP4GEMM_CUDA=ON
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 python3 -m pip install -q --no-deps --no-index .whl/nvidia_cutlass-*.whl 2>/dev/null || true
 t0=$(date +%s)
-python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+SKBUILD_CMAKE_DEFINE="FP4GEMM_BENCH=ON" python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s, C7510 warnings: $(grep -c C7510 "$OUT/build.log")"; grep -i "warning" "$OUT/build.log" | head -5
 cd /tmp  # import the installed package, not the source tree
 rm -rf /tmp/fp4tests; cp -r "$OLDPWD/tests" /tmp/fp4tests
@@ -23,5 +23,6 @@ if [ "${1:-}" != "quick" ]; then
     -k "(matches_float64 and 77-136 and random) or window or nan_block or mixed or bad" -p no:cacheprovider > "$OUT/sanitizer_gemm.log" 2>&1
   echo "compute-sanitizer memcheck (GEMM tests): exit $?"; tail -3 "$OUT/sanitizer_gemm.log"
 fi
+timeout 150 "$OLDPWD"/build/*/fp4gemm_bench 2>&1 | tee "$OUT/gemm_bench_cpp.md"
 timeout 150 python3 "$OLDPWD/bench/bench_gemm.py" 2>&1 | tee "$OUT/bench_gemm.md"
 [ "${1:-}" = "quick" ] || timeout 150 python3 "$OLDPWD/bench/bench_quantize.py" 2>&1 | tee "$OUT/bench_quantize.md"

@@ -1,6 +1,10 @@
 // One GPU GEMM call (SPEC.md 4-5): fold both operands into their GEMM-ready form, run the Hopper
 // tensor-core GEMM, then recompute the outputs of the special rows (gemm_operand.cuh) exactly.
 // Stream-ordered throughout: no host synchronization, so it can be captured in a CUDA graph.
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
 #include "common.cuh"
 #include "cuda_api.h"
 #include "gemm_operand.cuh"
@@ -16,6 +20,13 @@ struct Plan {
   size_t a_data, b_data, a_factor, b_factor, a_special, b_special, cutlass, total;
 };
 
+int sm_count() {
+  int device = 0, sms = 0;
+  FP4_CUDA_CHECK(cudaGetDevice(&device));
+  FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
 Sm90Args sm90_args(const GemmArgs& g) {
   Sm90Args s;
   const bool bf16 = folds_to_bf16(g.a.fmt, g.mma);
@@ -25,6 +36,14 @@ Sm90Args sm90_args(const GemmArgs& g) {
   s.bias = g.bias;
   s.d = g.d;
   s.out_dtype = g.out_dtype;
+  // The large tile when it gives at least one tile per SM, else the small one (twice the tiles).
+  // FP4GEMM_SM90_TILE=large|small and FP4GEMM_SM90_SWIZZLE=n override, for benchmarking.
+  const int64_t tile_n = bf16 ? 256 : 128;
+  const int64_t tiles = (g.a.rows + 127) / 128 * ((g.b.rows + tile_n - 1) / tile_n);
+  s.tile = tiles >= sm_count() ? Sm90Tile::Large : Sm90Tile::Small;
+  if (const char* t = std::getenv("FP4GEMM_SM90_TILE"))
+    s.tile = std::string(t) == "small" ? Sm90Tile::Small : Sm90Tile::Large;
+  if (const char* w = std::getenv("FP4GEMM_SM90_SWIZZLE")) s.swizzle = std::max(1, std::atoi(w));
   return s;
 }
 
@@ -77,27 +96,21 @@ __global__ void special_rows_kernel(GemmArgs g, const int32_t* __restrict__ spec
 size_t gemm_workspace_size(const GemmArgs& g) { return plan(g, sm90_args(g)).total; }
 
 size_t sm90_workspace_size(const Sm90Args& s) {
-  return s.a.bf16 ? sm90_bf16_workspace(s) : sm90_fp8_workspace(s);
+  const bool small = s.tile == Sm90Tile::Small;
+  if (s.a.bf16) return small ? sm90_bf16_small_workspace(s) : sm90_bf16_large_workspace(s);
+  return small ? sm90_fp8_small_workspace(s) : sm90_fp8_large_workspace(s);
 }
 
 void sm90_gemm(const Sm90Args& s, cudaStream_t stream) {
-  if (s.a.bf16) sm90_bf16(s, stream);
-  else sm90_fp8(s, stream);
+  const bool small = s.tile == Sm90Tile::Small;
+  if (s.a.bf16) small ? sm90_bf16_small(s, stream) : sm90_bf16_large(s, stream);
+  else small ? sm90_fp8_small(s, stream) : sm90_fp8_large(s, stream);
 }
 
-void gemm(const GemmArgs& g, cudaStream_t stream) {
+Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream) {
   Sm90Args s = sm90_args(g);
   const Plan p = plan(g, s);
-  struct Owned {  // scratch allocated here when the caller gave none; freed stream-ordered
-    void* ptr = nullptr;
-    cudaStream_t stream;
-    ~Owned() { if (ptr) cudaFreeAsync(ptr, stream); }
-  } owned{nullptr, stream};
-  char* ws = static_cast<char*>(g.workspace);
-  if (!ws) {
-    FP4_CUDA_CHECK(cudaMallocAsync(&owned.ptr, p.total, stream));
-    ws = static_cast<char*>(owned.ptr);
-  }
+  char* ws = static_cast<char*>(workspace);
   s.a.data = ws + p.a_data;
   s.b.data = ws + p.b_data;
   s.a.factor = reinterpret_cast<double*>(ws + p.a_factor);
@@ -110,11 +123,23 @@ void gemm(const GemmArgs& g, cudaStream_t stream) {
   FP4_CUDA_CHECK(cudaMemsetAsync(s.b.special, 0, sizeof(int32_t), stream));
   fold_operand(g.a, s.a, stream);
   fold_operand(g.b, s.b, stream);
+  return s;
+}
+
+void gemm(const GemmArgs& g, cudaStream_t stream) {
+  struct Owned {  // scratch allocated here when the caller gave none; freed stream-ordered
+    void* ptr = nullptr;
+    cudaStream_t stream;
+    ~Owned() { if (ptr) cudaFreeAsync(ptr, stream); }
+  } owned{nullptr, stream};
+  void* ws = g.workspace;
+  if (!ws) {
+    FP4_CUDA_CHECK(cudaMallocAsync(&owned.ptr, gemm_workspace_size(g), stream));
+    ws = owned.ptr;
+  }
+  const Sm90Args s = fold_operands(g, ws, stream);
   sm90_gemm(s, stream);
-  int device = 0, sms = 0;
-  FP4_CUDA_CHECK(cudaGetDevice(&device));
-  FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  special_rows_kernel<<<unsigned(2 * sms), 256, 0, stream>>>(g, s.a.special, s.b.special);
+  special_rows_kernel<<<unsigned(2 * sm_count()), 256, 0, stream>>>(g, s.a.special, s.b.special);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -36,23 +36,36 @@ void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t str
 
 // The tensor-core GEMM of two folded operands:
 // D[m, n] = round(alpha * factor_a[m] * factor_b[n] * sum_k A[m, k] B[n, k] + bias[n]), the sum in fp32
-// with promotion every 128 K (FP8) or plain fp32 (BF16). Returns false if no kernel fits.
+// with promotion every 128 K (FP8) or plain fp32 (BF16).
+// Tiles: Large = cooperative 128x128 (FP8) / 128x256 (BF16), for problems with enough tiles to fill
+// the GPU; Small = ping-pong 64x128, twice the tiles for small M (decode, M <= a few hundred).
+enum class Sm90Tile : int { Large = 0, Small = 1 };
 struct Sm90Args {
   GemmOperand a, b;
   double alpha = 1.0;
   const float* bias = nullptr;
   void* d = nullptr;
   DType out_dtype = DType::BF16;
+  Sm90Tile tile = Sm90Tile::Large;
+  int swizzle = 1;               // CUTLASS persistent scheduler: max_swizzle_size
   void* workspace = nullptr;
   size_t workspace_size = 0;
 };
 size_t sm90_workspace_size(const Sm90Args& args);
 void sm90_gemm(const Sm90Args& args, cudaStream_t stream);
 
-// One kernel instantiation per (operand type, output type): declared here, defined in gemm_sm90_*.cu.
-size_t sm90_fp8_workspace(const Sm90Args& args);
-void sm90_fp8(const Sm90Args& args, cudaStream_t stream);
-size_t sm90_bf16_workspace(const Sm90Args& args);
-void sm90_bf16(const Sm90Args& args, cudaStream_t stream);
+// The first half of a GPU gemm(): lay out `workspace` (gemm_workspace_size bytes), fold both
+// operands into it, pick the tile; returns the arguments of sm90_gemm (gemm.cu).
+Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream);
+
+// One kernel per (operand type, tile, output type), defined in gemm_sm90_<type>_<tile>.cu.
+#define FP4_SM90_DECLARE(name)                          \
+  void name(const Sm90Args& args, cudaStream_t stream); \
+  size_t name##_workspace(const Sm90Args& args);
+FP4_SM90_DECLARE(sm90_fp8_large)
+FP4_SM90_DECLARE(sm90_fp8_small)
+FP4_SM90_DECLARE(sm90_bf16_large)
+FP4_SM90_DECLARE(sm90_bf16_small)
+#undef FP4_SM90_DECLARE
 
 }  // namespace fp4gemm::cuda

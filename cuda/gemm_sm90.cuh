@@ -80,6 +80,7 @@ struct Sm90Gemm {
     get<3>(t) = {g.bias};                            // bias[n]
     get<4>(t) = {g.alpha};
     args.hw_info = hardware();
+    args.scheduler.max_swizzle_size = g.swizzle;
     return args;
   }
 
@@ -133,5 +134,15 @@ size_t sm90_workspace(const Sm90Args& g) {
   }
   return 0;
 }
+
+// Defines the entry points gemm_operand.cuh declares for one (operand type, tile).
+#define FP4_SM90_DEFINE(name, ElementAB, Config)                                                 \
+  void name(const Sm90Args& g, cudaStream_t stream) { sm90_run<ElementAB, Config>(g, stream); } \
+  size_t name##_workspace(const Sm90Args& g) { return sm90_workspace<ElementAB, Config>(g); }
+
+using Cooperative = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
+using CooperativeEpilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
+using Pingpong = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
+using PingpongEpilogue = cutlass::epilogue::TmaWarpSpecialized;
 
 }  // namespace fp4gemm::cuda

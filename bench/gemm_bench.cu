@@ -1,0 +1,206 @@
+// C++ microbenchmark of the Hopper GEMMs against cuBLASLt in the same run (issue 4's shapes).
+// Build: cmake -DFP4GEMM_BENCH=ON (or SKBUILD_CMAKE_DEFINE=FP4GEMM_BENCH=ON pip install .), then
+//   fp4gemm_bench [MxNxK ...]
+// Rows per shape (TFLOP/s = 2MNK / median time of 20 back-to-back launches, CUDA events):
+//   fp4gemm mxfp4 call / kernel   fp4gemm::gemm (folds + GEMM + fixup) / the tensor-core GEMM alone
+//   fp4gemm nvfp4 call / kernel
+//   cuBLASLt FP8 tensor / rowwise E4M3 x E4M3 -> bf16, fp32 scale per tensor / per row and column
+//                                 (outer-vector scaling), no fast accumulation
+//   cuBLASLt BF16                 bf16 x bf16 -> bf16, fp32 compute
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../cuda/common.cuh"
+#include "../cuda/gemm_operand.cuh"
+#include "fp4gemm/fp4gemm.h"
+
+using namespace fp4gemm;
+
+namespace {
+
+#define LT_CHECK(expr)                                                                  \
+  do {                                                                                  \
+    cublasStatus_t s_ = (expr);                                                         \
+    if (s_ != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cuBLASLt: " #expr " -> " + std::to_string(int(s_))); \
+  } while (0)
+
+constexpr int kWarmup = 3, kCalls = 20, kReps = 5;
+
+double median_ms(const std::function<void()>& fn) {
+  for (int i = 0; i < kWarmup; ++i) fn();
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::vector<float> t;
+  for (int r = 0; r < kReps; ++r) {
+    cudaEventRecord(a);
+    for (int i = 0; i < kCalls; ++i) fn();
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    t.push_back(ms / kCalls);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+template <class T>
+T* device_copy(const std::vector<T>& host) {
+  T* d = nullptr;
+  FP4_CUDA_CHECK(cudaMalloc(&d, host.size() * sizeof(T)));
+  FP4_CUDA_CHECK(cudaMemcpy(d, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+// Random packed E2M1 codes and block scales near 2^0 (the GEMM's speed does not depend on the values).
+struct Operand {
+  QuantizedIn q;
+  std::vector<void*> owned;
+  Operand(Format fmt, int64_t rows, int64_t k, std::mt19937& rng) {
+    std::vector<uint8_t> codes(size_t(rows * k / 2)), scales(size_t(rows * k / block_size(fmt)));
+    for (auto& c : codes) c = uint8_t(rng());
+    for (auto& s : scales) s = fmt == Format::MXFP4 ? uint8_t(120 + rng() % 12) : uint8_t(0x30 + rng() % 0x30);
+    q.fmt = fmt;
+    q.scale_rule = default_scale_rule(fmt);
+    q.data = device_copy(codes);
+    q.scale = device_copy(scales);
+    owned = {const_cast<uint8_t*>(q.data), const_cast<void*>(q.scale)};
+    if (fmt == Format::NVFP4) {
+      float* amax = device_copy(std::vector<float>{100.0f});
+      q.amax = amax;
+      owned.push_back(amax);
+    }
+    q.rows = rows;
+    q.k = k;
+  }
+  ~Operand() { for (void* p : owned) cudaFree(p); }
+};
+
+// cuBLASLt D[M, N] (row-major) = A[M, K] B[N, K]^T: in cuBLAS's column-major terms D^T = B^T... i.e.
+// m = N, n = M, first operand B (transposed), second A.
+double lt_ms(cublasLtHandle_t lt, cudaDataType_t ab, int64_t M, int64_t N, int64_t K, bool rowwise, void* ws,
+             size_t ws_size) {
+  const size_t el = ab == CUDA_R_16BF ? 2 : 1;
+  void *A, *B, *D;
+  float *sa, *sb;
+  FP4_CUDA_CHECK(cudaMalloc(&A, size_t(M * K) * el));
+  FP4_CUDA_CHECK(cudaMalloc(&B, size_t(N * K) * el));
+  FP4_CUDA_CHECK(cudaMalloc(&D, size_t(M * N) * 2));
+  FP4_CUDA_CHECK(cudaMemset(A, 0x22, size_t(M * K) * el));
+  FP4_CUDA_CHECK(cudaMemset(B, 0x33, size_t(N * K) * el));
+  std::vector<float> ones(size_t(std::max(M, N)), 1.0f);
+  sa = device_copy(ones);
+  sb = device_copy(ones);
+  cublasLtMatmulDesc_t op;
+  LT_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t t = CUBLAS_OP_T, n = CUBLAS_OP_N;
+  LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof(t)));
+  LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &n, sizeof(n)));
+  if (ab != CUDA_R_16BF) {
+    const int8_t fast = 0;
+    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
+    // First operand is our B (scale per n), second our A (scale per m).
+    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sb, sizeof(sb)));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sa, sizeof(sa)));
+    if (rowwise) {
+      const cublasLtMatmulMatrixScale_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+      LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)));
+      LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)));
+    }
+  }
+  cublasLtMatrixLayout_t la, lb, ld;
+  LT_CHECK(cublasLtMatrixLayoutCreate(&la, ab, uint64_t(K), uint64_t(N), int64_t(K)));
+  LT_CHECK(cublasLtMatrixLayoutCreate(&lb, ab, uint64_t(K), uint64_t(M), int64_t(K)));
+  LT_CHECK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, uint64_t(N), uint64_t(M), int64_t(N)));
+  cublasLtMatmulPreference_t pref;
+  LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size, sizeof(ws_size)));
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  double ms = -1.0;
+  if (cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, ld, ld, pref, 1, &heur, &found) == CUBLAS_STATUS_SUCCESS && found) {
+    const float alpha = 1.0f, beta = 0.0f;
+    ms = median_ms([&] {
+      LT_CHECK(cublasLtMatmul(lt, op, &alpha, B, la, A, lb, &beta, D, ld, D, ld, &heur.algo, ws, ws_size, 0));
+    });
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatrixLayoutDestroy(ld);
+  cublasLtMatmulDescDestroy(op);
+  for (void* p : {A, B, D, static_cast<void*>(sa), static_cast<void*>(sb)}) cudaFree(p);
+  return ms;
+}
+
+// fp4gemm: the whole call, and the tensor-core GEMM alone on operands folded once.
+std::pair<double, double> ours_ms(Format fmt, int64_t M, int64_t N, int64_t K, std::mt19937& rng) {
+  Operand a(fmt, M, K, rng), b(fmt, N, K, rng);
+  GemmArgs g;
+  g.a = a.q;
+  g.b = b.q;
+  g.out_dtype = DType::BF16;
+  void* d = nullptr;
+  FP4_CUDA_CHECK(cudaMalloc(&d, size_t(M * N) * 2));
+  g.d = d;
+  g.workspace_size = gemm_workspace_size(g, true);
+  FP4_CUDA_CHECK(cudaMalloc(&g.workspace, g.workspace_size));
+  const double call = median_ms([&] { gemm(g, true, nullptr); });
+  // The kernel alone, on operands folded once.
+  cuda::Sm90Args s = cuda::fold_operands(g, g.workspace, nullptr);
+  const double kernel = median_ms([&] { cuda::sm90_gemm(s, nullptr); });
+  cudaFree(g.workspace);
+  cudaFree(d);
+  return {call, kernel};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> shapes = {"8192x8192x8192", "16384x4096x4096", "16384x11008x4096",
+                                     "4096x4096x16384", "128x8192x8192", "1x8192x8192"};
+  if (argc > 1) shapes.assign(argv + 1, argv + argc);
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device: %s, cuBLASLt %zu\n\n", prop.name, cublasLtGetVersion());
+  std::printf("| M x N x K | mxfp4 call | mxfp4 kernel | nvfp4 call | nvfp4 kernel | cuBLASLt FP8 tensor | "
+              "cuBLASLt FP8 rowwise | cuBLASLt BF16 | mxfp4 kernel / FP8 rowwise | nvfp4 kernel / BF16 |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  cublasLtHandle_t lt;
+  LT_CHECK(cublasLtCreate(&lt));
+  const size_t ws_size = size_t(64) << 20;
+  void* ws = nullptr;
+  FP4_CUDA_CHECK(cudaMalloc(&ws, ws_size));
+  std::mt19937 rng(0);
+  for (const auto& shape : shapes) {
+    int64_t M = 0, N = 0, K = 0;
+    if (std::sscanf(shape.c_str(), "%ldx%ldx%ld", &M, &N, &K) != 3) { std::fprintf(stderr, "bad shape %s\n", shape.c_str()); return 2; }
+    const double flop = 2.0 * double(M) * double(N) * double(K);
+    auto tf = [&](double ms) { return ms > 0 ? flop / (ms * 1e-3) / 1e12 : 0.0; };
+    const auto mx = ours_ms(Format::MXFP4, M, N, K, rng);
+    const auto nv = ours_ms(Format::NVFP4, M, N, K, rng);
+    const double fp8_t = lt_ms(lt, CUDA_R_8F_E4M3, M, N, K, false, ws, ws_size);
+    const double fp8_r = lt_ms(lt, CUDA_R_8F_E4M3, M, N, K, true, ws, ws_size);
+    const double bf16 = lt_ms(lt, CUDA_R_16BF, M, N, K, false, ws, ws_size);
+    std::printf("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %.0f | %s | %.2f |\n", shape.c_str(), tf(mx.first),
+                tf(mx.second), tf(nv.first), tf(nv.second), tf(fp8_t),
+                fp8_r > 0 ? std::to_string(int(tf(fp8_r))).c_str() : "n/a", tf(bf16),
+                fp8_r > 0 ? std::to_string(tf(mx.second) / tf(fp8_r)).substr(0, 4).c_str() : "n/a",
+                tf(nv.second) / tf(bf16));
+    std::fflush(stdout);
+  }
+  std::printf("\nTFLOP/s = 2MNK / time; call = fp4gemm::gemm (folds + GEMM + fixup), kernel = the CUTLASS GEMM alone.\n");
+  cublasLtDestroy(lt);
+  cudaFree(ws);
+  return 0;
+}
