@@ -86,6 +86,20 @@ struct Operand {
   ~Operand() { for (void* p : owned) cudaFree(p); }
 };
 
+// n random E4M3 bytes (|x| in [2^-3, 2^3), no NaN) or bf16 values (same range) at dst.
+void fill_random(void* dst, size_t n, cudaDataType_t type) {
+  std::mt19937 rng{uint32_t(n)};
+  if (type == CUDA_R_16BF) {
+    std::vector<uint16_t> h(n);
+    for (auto& v : h) v = uint16_t(((rng() & 1u) << 15) | ((124u + rng() % 6u) << 7) | (rng() & 0x7Fu));
+    FP4_CUDA_CHECK(cudaMemcpy(dst, h.data(), n * 2, cudaMemcpyHostToDevice));
+  } else {
+    std::vector<uint8_t> h(n);
+    for (auto& v : h) v = uint8_t(((rng() & 1u) << 7) | ((4u + rng() % 6u) << 3) | (rng() & 7u));
+    FP4_CUDA_CHECK(cudaMemcpy(dst, h.data(), n, cudaMemcpyHostToDevice));
+  }
+}
+
 // cuBLASLt D[M, N] (row-major) = A[M, K] B[N, K]^T: in cuBLAS's column-major terms D^T = B^T... i.e.
 // m = N, n = M, first operand B (transposed), second A.
 double lt_ms(cublasLtHandle_t lt, cudaDataType_t ab, int64_t M, int64_t N, int64_t K, bool rowwise, void* ws,
@@ -96,8 +110,9 @@ double lt_ms(cublasLtHandle_t lt, cudaDataType_t ab, int64_t M, int64_t N, int64
   FP4_CUDA_CHECK(cudaMalloc(&A, size_t(M * K) * el));
   FP4_CUDA_CHECK(cudaMalloc(&B, size_t(N * K) * el));
   FP4_CUDA_CHECK(cudaMalloc(&D, size_t(M * N) * 2));
-  FP4_CUDA_CHECK(cudaMemset(A, 0x22, size_t(M * K) * el));
-  FP4_CUDA_CHECK(cudaMemset(B, 0x33, size_t(N * K) * el));
+  // Random finite values (GPU.md: never constant data, which draws less power and clocks higher).
+  fill_random(A, size_t(M * K), ab);
+  fill_random(B, size_t(N * K), ab);
   std::vector<float> ones(size_t(std::max(M, N)), 1.0f);
   sa = device_copy(ones);
   sb = device_copy(ones);
