@@ -1,10 +1,10 @@
-"""TFLOP/s of the Hopper FP4 GEMMs against cuBLAS in the same run (issue 4's shapes, M x N x K).
+"""TFLOP/s of the Hopper FP4 GEMMs against torch's FP8 and BF16 GEMMs in the same run (issue 4's shapes, M x N x K).
 
 Rows of the table:
   fp4gemm mxfp4 / nvfp4   fp4gemm.gemm on pre-quantized operands: fold A + fold B + tensor-core GEMM
                           + the (empty) fixup launch. "kernel" = the CUTLASS GEMM kernel alone (profiler).
-  cuBLAS FP8 rowwise      torch._scaled_mm, E4M3, fp32 row/column scales, promoted accumulation, bf16 out
-  cuBLAS BF16             torch.matmul
+  _scaled_mm FP8 rowwise  torch._scaled_mm, E4M3, fp32 row/column scales, use_fast_accum=False, bf16 out
+  torch BF16              a @ w.t()
   matmul e2e              fp4gemm.matmul(a, w.t()) bf16 -> bf16, both operands quantized inside
     python bench/bench_gemm.py [--shapes 8192x8192x8192,...]
 """
@@ -81,8 +81,8 @@ def main():
         return sweep(args.shapes)
     torch.manual_seed(0)
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}\n")
-    print("| M x N x K | mxfp4 call | mxfp4 kernel | nvfp4 call | nvfp4 kernel | cuBLAS FP8 rowwise | cuBLAS BF16 "
-          "| mxfp4 kernel / FP8 | nvfp4 kernel / BF16 | matmul e2e (mxfp4) / BF16 |")
+    print("| M x N x K | mxfp4 call | mxfp4 kernel | nvfp4 call | nvfp4 kernel | _scaled_mm FP8 rowwise | torch BF16 "
+          "| mxfp4 kernel / _scaled_mm | nvfp4 kernel / torch BF16 | matmul e2e (mxfp4) / BF16 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for shape in args.shapes.split(","):
         M, N, K = (int(v) for v in shape.split("x"))
@@ -108,7 +108,7 @@ def main():
         del a, w, a8, w8
         torch.cuda.empty_cache()
     print("\nTFLOP/s = 2MNK / time. call: the whole fp4gemm.gemm (folds + GEMM + fixup launch); kernel: the "
-          "CUTLASS GEMM kernel alone. cuBLAS FP8: torch._scaled_mm rowwise scales, use_fast_accum=False.")
+          "CUTLASS GEMM kernel alone. _scaled_mm: rowwise fp32 scales, use_fast_accum=False.")
 
 
 if __name__ == "__main__":
