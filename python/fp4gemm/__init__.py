@@ -2,6 +2,7 @@
 
     q = fp4gemm.quantize(x, fmt="mxfp4")          # QuantizedTensor
     y = fp4gemm.matmul(a, b, fmt="nvfp4")         # like torch.matmul, both operands in FP4
+    fp4gemm.convert(model, fp4gemm.Tseng())       # train a model's linear layers with a recipe
 """
 import torch  # before _C: the native module expects torch's CUDA runtime to be loaded
 
@@ -12,6 +13,10 @@ from .gemm import gemm, matmul
 from .layout import from_blocked, to_blocked
 from .quantize import quantize
 from .tensor import QuantizedTensor
+from . import nn, recipes
+from .autograd import linear
+from .nn import convert
+from .recipes import BF16, NVFP4, Quartet, Recipe, Tseng
 
 __version__ = "0.1.0"
 
@@ -22,4 +27,5 @@ def cuda_available() -> bool:
 
 
 __all__ = ["quantize", "matmul", "gemm", "QuantizedTensor", "Hadamard", "hadamard_signs", "hadamard_transform", "to_blocked",
-           "from_blocked", "FORMATS", "SCALE_RULES", "HADAMARD_SIZES", "TE_RHT_SIGNS", "cuda_available"]
+           "from_blocked", "FORMATS", "SCALE_RULES", "HADAMARD_SIZES", "TE_RHT_SIGNS", "cuda_available", "linear",
+           "convert", "nn", "recipes", "Recipe", "BF16", "Tseng", "Quartet", "NVFP4"]

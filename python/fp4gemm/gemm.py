@@ -46,8 +46,11 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
 def matmul(a: torch.Tensor, b: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] = None,
            rounding: str = "rtn", hadamard=None, prescale: bool = False, seed: Optional[int] = None,
            bias: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
-           mma: str = "auto") -> torch.Tensor:
+           mma: str = "auto", recipe=None) -> torch.Tensor:
     """FP4 version of torch.matmul(a, b) + bias: a [..., M, K], b [K, N]; both quantized along K.
+
+    recipe (fp4gemm.recipes): differentiable, with the recipe's forward, dgrad and wgrad GEMMs
+    (fp4gemm.linear(a, b.t(), bias, recipe)); the other quantization arguments must then be left out.
 
     b = W.t() of an nn.Linear weight is used without a copy. Both operands get the same Hadamard.
     With SR and an explicit seed, a uses (seed, 0) and b (seed + 1, 0). Output dtype: a's unless given.
@@ -62,6 +65,10 @@ def matmul(a: torch.Tensor, b: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: 
         raise ValueError(f"b: shape {tuple(b.shape)} does not match a's K={a.shape[-1] if a.dim() else None}")
     if a.device != b.device:
         raise ValueError(f"b: on {b.device}, but a is on {a.device}")
+    if recipe is not None:
+        from .autograd import linear
+        y = linear(a, b.t(), bias, recipe)
+        return y if out_dtype is None else y.to(out_dtype)
     if rounding == "sr" and seed is None:
         seed = fresh_seed()
     kw = dict(fmt=fmt, scale_rule=scale_rule, rounding=rounding, hadamard=hadamard, prescale=prescale)
