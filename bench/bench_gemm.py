@@ -11,29 +11,17 @@ Rows of the table:
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 
 import fp4gemm
+import timing  # bench/timing.py, beside this script
 
 SHAPES = "8192x8192x8192,16384x4096x4096,16384x11008x4096,4096x4096x16384,128x8192x8192,1x8192x8192"
 
 
-def time_ms(fn, calls: int = 10, reps: int = 5) -> float:
-    """Median over reps of the mean of back-to-back calls, CUDA events."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(calls):
-            fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / calls)
-    return statistics.median(times)
+def time_ms(fn) -> float:
+    return timing.time_ms(fn, calls=10, reps=5, warmup=2)
 
 
 def kernel_ms(fn, match: str) -> float:

@@ -7,11 +7,11 @@ the same number of bytes (read + write) in the same run. Prints a markdown table
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 
 import fp4gemm
+import timing  # bench/timing.py, beside this script
 
 MODES = [  # (label, fmt, kwargs); the issue's targets: RTN+RHT<=128 rowwise >= 0.85x, SR+RHT row+col >= 0.75x
     ("mxfp4 floor RTN rowwise", "mxfp4", dict()),
@@ -31,21 +31,8 @@ MODES = [  # (label, fmt, kwargs); the issue's targets: RTN+RHT<=128 rowwise >= 
 ]
 
 
-def time_ms(fn, calls: int = 20, reps: int = 7) -> float:
-    """Median over `reps` of the mean time of `calls` back-to-back calls (the host runs ahead, as in
-    training), measured with CUDA events."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(calls):
-            fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / calls)
-    return statistics.median(times)
+def time_ms(fn) -> float:
+    return timing.time_ms(fn, calls=20, reps=7, warmup=3)
 
 
 def out_bytes(q) -> int:

@@ -31,6 +31,18 @@ template <> __device__ __forceinline__ float to_f32<F32In>(float v) { return v; 
 template <> __device__ __forceinline__ float to_f32<F16In>(uint16_t v) { return num::f16_to_f32(v); }
 template <> __device__ __forceinline__ float to_f32<BF16In>(uint16_t v) { return num::bf16_to_f32(v); }
 
+// Multiprocessors of the current device, queried once per device.
+inline int sm_count() {
+  int device = 0;
+  FP4_CUDA_CHECK(cudaGetDevice(&device));
+  static int cached[64] = {};
+  if (device < 64 && cached[device]) return cached[device];
+  int sms = 0;
+  FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (device < 64) cached[device] = sms;
+  return sms;
+}
+
 // Correct rounding of a float64 result to an output type (bits of a 16-bit type): fp32 directly;
 // 16-bit types through an fp32 rounded to odd, whose extra bits make the second rounding exact.
 __device__ __forceinline__ float to_odd_f32(double v) {

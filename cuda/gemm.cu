@@ -20,13 +20,6 @@ struct Plan {
   size_t a_data, b_data, a_factor, b_factor, a_special, b_special, cutlass, total;
 };
 
-int sm_count() {
-  int device = 0, sms = 0;
-  FP4_CUDA_CHECK(cudaGetDevice(&device));
-  FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return sms;
-}
-
 Sm90Args sm90_args(const GemmArgs& g) {
   Sm90Args s;
   const bool bf16 = folds_to_bf16(g.a.fmt, g.mma);
@@ -73,22 +66,14 @@ __global__ void special_rows_kernel(GemmArgs g, const int32_t* __restrict__ spec
   const int64_t M = g.a.rows, N = g.b.rows, K = g.a.k;
   const int64_t from_a = int64_t(special_a[0]) * N, total = from_a + int64_t(special_b[0]) * M;
   if (total == 0) return;
-  const double scale = g.alpha *
-                       num::tensor_factor(g.a.fmt, g.a.scale_rule, g.a.amax ? *g.a.amax : 0.0f, g.a.global_scale) *
-                       num::tensor_factor(g.b.fmt, g.b.scale_rule, g.b.amax ? *g.b.amax : 0.0f, g.b.global_scale);
+  const double scale = g.alpha * num::operand_tensor_factor(g.a) * num::operand_tensor_factor(g.b);
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
   for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; w < total; w += warps) {
     const int64_t m = w < from_a ? special_a[1 + w / N] : (w - from_a) % M;
     const int64_t n = w < from_a ? w % N : special_b[1 + (w - from_a) / M];
     double acc = 0.0;
-    for (int64_t k = lane; k < K; k += 32) {
-      const double a = double(num::e2m1_value(num::operand_code(g.a, m, k))) *
-                       num::block_scale_value(g.a.fmt, num::operand_scale(g.a, m, k));
-      const double b = double(num::e2m1_value(num::operand_code(g.b, n, k))) *
-                       num::block_scale_value(g.b.fmt, num::operand_scale(g.b, n, k));
-      acc += a * b;
-    }
+    for (int64_t k = lane; k < K; k += 32) acc += num::operand_value(g.a, m, k) * num::operand_value(g.b, n, k);
     for (int off = 16; off; off >>= 1) acc += __shfl_xor_sync(kFull, acc, off);
     if (lane == 0) store_rounded(g.d, m * N + n, g.out_dtype, scale * acc + (g.bias ? double(g.bias[n]) : 0.0));
   }

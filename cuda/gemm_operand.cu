@@ -69,8 +69,7 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
   auto* dst = static_cast<uint4*>(out.data);
   const auto* bytes = static_cast<const uint8_t*>(q.scale);
   const int64_t mx_blocks = q.k / num::kMxBlock;
-  const double nv_factor =
-      q.fmt == Format::NVFP4 ? num::tensor_factor(q.fmt, q.scale_rule, *q.amax, q.global_scale) : 0.0;
+  const double nv_factor = q.fmt == Format::NVFP4 ? num::operand_tensor_factor(q) : 0.0;
   for (int64_t row = blockIdx.x * int64_t(kWarpsPerCta) + (threadIdx.x >> 5); row < q.rows;
        row += int64_t(gridDim.x) * kWarpsPerCta) {
     const uint2* src = codes + row * units;

@@ -85,14 +85,9 @@ struct Sm90Gemm {
   }
 
   static cutlass::KernelHardwareInfo hardware() {
-    int device = 0;
-    FP4_CUDA_CHECK(cudaGetDevice(&device));
-    static int sm_count[64] = {};
-    if (device < 64 && !sm_count[device])
-      sm_count[device] = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(device);
     cutlass::KernelHardwareInfo hw;
-    hw.device_id = device;
-    hw.sm_count = device < 64 ? sm_count[device] : cutlass::KernelHardwareInfo::query_device_multiprocessor_count(device);
+    FP4_CUDA_CHECK(cudaGetDevice(&hw.device_id));
+    hw.sm_count = sm_count();
     return hw;
   }
 

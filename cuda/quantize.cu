@@ -358,9 +358,7 @@ void launch_tile(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs&
 template <class In, Format F, Rounding Rd>
 void launch_rows(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, bool amax_pass,
                  cudaStream_t stream) {
-  int sms = 0, dev = 0;
-  FP4_CUDA_CHECK(cudaGetDevice(&dev));
-  FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int sms = sm_count();
   // x: 256-column segments; y: groups of 8 rows, capped near 8 CTAs per SM in all (warps stride over rows).
   const int64_t segs = (C + 255) / 256, row_groups = (R + kWarps - 1) / kWarps;
   const int64_t y = std::max<int64_t>(1, std::min<int64_t>({row_groups, 65535, (int64_t(sms) * 8 + segs - 1) / segs}));

@@ -9,8 +9,6 @@ void quantize_direction(const void* x, DType dt, int64_t R, int64_t C, int64_t l
                         const QuantizeConfig& cfg, const QuantizedOut& out);
 // Row r of a quantized operand as exact doubles (code * block scale), without tensor-level factors.
 void dequantize_row(const QuantizedIn& q, int64_t r, double* out);
-// The tensor-level factor of an operand in float64 (global_scale, NVFP4 amax terms).
-double tensor_factor(const QuantizedIn& q);
 void dequantize(const QuantizedIn& q, float* out);
 void gemm(const GemmArgs& args);
 void hadamard_transform(const void* x, DType dt, int64_t rows, int64_t K, int64_t ld, int g, const uint32_t signs[8],

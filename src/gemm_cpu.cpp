@@ -11,12 +11,7 @@ namespace fp4gemm::cpu {
 using namespace num;
 
 void dequantize_row(const QuantizedIn& q, int64_t r, double* out) {
-  for (int64_t k = 0; k < q.k; ++k)
-    out[k] = double(e2m1_value(operand_code(q, r, k))) * block_scale_value(q.fmt, operand_scale(q, r, k));
-}
-
-double tensor_factor(const QuantizedIn& q) {
-  return num::tensor_factor(q.fmt, q.scale_rule, q.fmt == Format::NVFP4 ? *q.amax : 0.0f, q.global_scale);
+  for (int64_t k = 0; k < q.k; ++k) out[k] = operand_value(q, r, k);
 }
 
 void dequantize(const QuantizedIn& q, float* out) {
@@ -55,7 +50,7 @@ void gemm(const GemmArgs& g) {
   std::vector<double> A(size_t(M * K)), B(size_t(N * K));
   for (int64_t m = 0; m < M; ++m) dequantize_row(g.a, m, &A[size_t(m * K)]);
   for (int64_t n = 0; n < N; ++n) dequantize_row(g.b, n, &B[size_t(n * K)]);
-  const double scale = g.alpha * tensor_factor(g.a) * tensor_factor(g.b);
+  const double scale = g.alpha * operand_tensor_factor(g.a) * operand_tensor_factor(g.b);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
       const double* a = &A[size_t(m * K)];

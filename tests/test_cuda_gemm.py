@@ -17,17 +17,10 @@ import torch
 
 import fp4gemm
 import reference as ref
+from test_gemm import as_ref
 
 pytestmark = pytest.mark.cuda
 DEV = "cuda"
-
-
-def as_ref(q):
-    return dict(fmt=q.fmt, scale_rule=q.scale_rule, global_scale=q.global_scale,
-                data=q.codes().reshape(-1, q.qdata.shape[-1]).cpu().numpy(),
-                scale=q.scale.reshape(-1).cpu().numpy() if q.fmt == "fp4_row"
-                else q.scale_bytes().reshape(-1, q.scale.shape[-1]).cpu().numpy(),
-                amax=None if q.amax is None else q.amax.cpu().numpy())
 
 
 class Want(torch.Tensor):

@@ -9,11 +9,12 @@ import reference as ref
 
 
 def as_ref(q):
+    """A QuantizedTensor (on any device) as the reference's dict of host arrays."""
     return dict(fmt=q.fmt, scale_rule=q.scale_rule, global_scale=q.global_scale,
-                data=q.codes().reshape(-1, q.qdata.shape[-1]).numpy(),
-                scale=q.scale.reshape(-1).numpy() if q.fmt == "fp4_row"
-                else q.scale_bytes().reshape(-1, q.scale.shape[-1]).numpy(),
-                amax=None if q.amax is None else q.amax.numpy())
+                data=q.codes().reshape(-1, q.qdata.shape[-1]).cpu().numpy(),
+                scale=q.scale.reshape(-1).cpu().numpy() if q.fmt == "fp4_row"
+                else q.scale_bytes().reshape(-1, q.scale.shape[-1]).cpu().numpy(),
+                amax=None if q.amax is None else q.amax.cpu().numpy())
 
 
 def half_ulp(d: np.ndarray, sig_bits: int) -> np.ndarray:

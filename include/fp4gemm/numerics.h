@@ -353,6 +353,11 @@ FP4_HD double block_scale_value(Format fmt, uint32_t scale) {
          : fmt == Format::MXFP4 ? double(e8m0_value(uint8_t(scale))) : double(e4m3_value(uint8_t(scale)));
 }
 
+// Element (r, k) as code * block (or row) scale, exact in float64; tensor-level factors excluded.
+FP4_HD double operand_value(const QuantizedIn& q, int64_t r, int64_t k) {
+  return double(e2m1_value(operand_code(q, r, k))) * block_scale_value(q.fmt, operand_scale(q, r, k));
+}
+
 // Dequantized value of one element (code, its scale byte or row scale bits), times the tensor's
 // global_scale: computed in float64, rounded once to fp32.
 FP4_HD float dequantize_element(Format fmt, ScaleRule rule, uint8_t code, uint32_t scale, float amax, double global) {
@@ -371,6 +376,11 @@ FP4_HD double tensor_factor(Format fmt, ScaleRule rule, float amax, double globa
   if (!is_finite(amax)) return double(bits_f32(0x7FC00000u));
   return global * (rule == ScaleRule::Torchao ? double(nv_torchao_tensor_scale(amax))
                                               : double(amax) / (double(kE4M3Max) * double(kE2M1Max)));
+}
+
+// The tensor factor of a quantized operand (its amax is read where the operand lives).
+FP4_HD double operand_tensor_factor(const QuantizedIn& q) {
+  return tensor_factor(q.fmt, q.scale_rule, q.fmt == Format::NVFP4 ? *q.amax : 0.0f, q.global_scale);
 }
 
 // ---------------------------------------------------------------- scale layouts

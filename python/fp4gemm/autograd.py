@@ -14,7 +14,7 @@ import torch
 from .gemm import gemm
 from .hadamard import Hadamard, hadamard_transform
 from .quantize import fresh_seed, quantize
-from .recipes import Gemm, Operand, Recipe
+from .recipes import BF16, Gemm, Operand, Recipe
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -121,7 +121,6 @@ class _Linear(torch.autograd.Function):
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
            recipe: Optional[Recipe] = None) -> torch.Tensor:
     """torch.nn.functional.linear with the recipe's FP4 GEMMs in forward and backward."""
-    from .recipes import BF16
     recipe = recipe or BF16()
     if not isinstance(recipe, Recipe):
         raise ValueError(f"recipe: expected an fp4gemm Recipe, got {type(recipe).__name__}")

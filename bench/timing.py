@@ -1,0 +1,23 @@
+"""CUDA-event timing shared by the Python benchmarks (GPU.md: warm-up, median of repeats)."""
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+
+def time_ms(fn, calls: int, reps: int, warmup: int) -> float:
+    """Median over `reps` of the mean time of `calls` back-to-back calls (the host runs ahead, as in
+    training), after `warmup` calls, measured with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(calls):
+            fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / calls)
+    return statistics.median(times)
