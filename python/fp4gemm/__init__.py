@@ -16,7 +16,7 @@ from .tensor import QuantizedTensor
 from . import nn, recipes
 from .autograd import linear
 from .nn import convert
-from .recipes import BF16, NVFP4, Quartet, Recipe, Tseng
+from .recipes import BF16, NVFP4, MicrosoftFP4, Quartet, Recipe, Tseng
 
 __version__ = "0.1.0"
 
@@ -28,4 +28,4 @@ def cuda_available() -> bool:
 
 __all__ = ["quantize", "matmul", "gemm", "QuantizedTensor", "Hadamard", "hadamard_signs", "hadamard_transform", "to_blocked",
            "from_blocked", "FORMATS", "SCALE_RULES", "HADAMARD_SIZES", "TE_RHT_SIGNS", "cuda_available", "linear",
-           "convert", "nn", "recipes", "Recipe", "BF16", "Tseng", "Quartet", "NVFP4"]
+           "convert", "nn", "recipes", "Recipe", "BF16", "Tseng", "Quartet", "NVFP4", "MicrosoftFP4"]

@@ -1,9 +1,15 @@
 """fp4gemm.linear: y = x wᵀ + b with each of its three GEMMs quantized as a Recipe says.
 
+The layer is two torch.library custom ops, fp4gemm::linear (forward; returns y and what backward
+needs) and fp4gemm::linear_backward (dx, dw), tied by register_autograd. torch.compile(fullgraph=True)
+traces through them; the recipe travels as its key string (Recipe.key).
+
 Random streams. Each backward call draws one base seed from torch's default generator (so
 torch.manual_seed reproduces a run) and derives its six seeds as seed_k = (base + k * 0x9E3779B97F4A7C15)
 mod 2^62: k = 0 dgrad Hadamard signs, 1 / 2 dgrad SR of a / b, 3 wgrad Hadamard signs, 4 / 5 wgrad SR
 of a / b. Fresh signs per backward GEMM, the same on both operands of that GEMM (Tseng et al.).
+The seeds are drawn when the op runs, also in a compiled graph; a CUDA-graph replay
+(mode="reduce-overhead") replays the captured seeds.
 """
 from __future__ import annotations
 
@@ -11,12 +17,14 @@ from typing import Optional
 
 import torch
 
+from . import microsoft
 from .gemm import gemm
 from .hadamard import Hadamard, hadamard_transform
 from .quantize import fresh_seed, quantize
-from .recipes import BF16, Gemm, Operand, Recipe
+from .recipes import BF16, Gemm, Operand, Recipe, by_key
 
 _GOLDEN = 0x9E3779B97F4A7C15
+Tensor = torch.Tensor
 
 
 def derive_seed(base: int, k: int) -> int:
@@ -31,7 +39,7 @@ def _hadamard(spec: Gemm, seed: int) -> Optional[Hadamard]:
     return Hadamard(spec.hadamard, seed=seed)
 
 
-def _quantize(t: torch.Tensor, op: Operand, h, seed: int, columnwise: bool, clip_mask: bool = False):
+def _quantize(t: Tensor, op: Operand, h, seed: int, columnwise: bool, clip_mask: bool = False):
     """Quantize t along its last dimension, or (columnwise) t.reshape(-1, K).T along its first."""
     kw = dict(fmt=op.fmt, scale_rule=op.scale_rule, rounding=op.rounding, prescale=op.prescale,
               block_2d=op.block_2d, hadamard=h, seed=seed, clip_mask=clip_mask)
@@ -40,8 +48,7 @@ def _quantize(t: torch.Tensor, op: Operand, h, seed: int, columnwise: bool, clip
     return quantize(t, **kw)
 
 
-def _qgemm(spec: Gemm, a: torch.Tensor, a_cols: bool, b: torch.Tensor, b_cols: bool, seeds: tuple,
-           out_dtype: torch.dtype, mma: str) -> torch.Tensor:
+def _qgemm(spec: Gemm, a: Tensor, a_cols: bool, b: Tensor, b_cols: bool, seeds, out_dtype, mma: str) -> Tensor:
     """a_q · b_qᵀ with a (or aᵀ if a_cols) and b (or bᵀ) quantized along the shared reduction dim."""
     h = _hadamard(spec, seeds[0])
     qa = _quantize(a, spec.a, h, seeds[1], a_cols)
@@ -49,85 +56,142 @@ def _qgemm(spec: Gemm, a: torch.Tensor, a_cols: bool, b: torch.Tensor, b_cols: b
     return gemm(qa, qb, out_dtype=out_dtype, mma=mma)
 
 
-def _mask(q) -> torch.Tensor:
+def _keep(bits: Tensor) -> Tensor:
     """QuEST clip mask bits [rows, K/8] -> fp32 keep-mask [rows, K] (1 where not clipped)."""
-    bits = q.clip_mask.reshape(q.clip_mask.shape[0], -1)
     shifts = torch.arange(8, device=bits.device, dtype=torch.uint8)
     clipped = (bits.unsqueeze(-1) >> shifts) & 1
     return (1 - clipped.reshape(bits.shape[0], -1)).float()
 
 
-class _Linear(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x2, w, bias, recipe: Recipe):
-        ctx.recipe, ctx.has_bias = recipe, bias is not None
-        ctx.x_dtype, ctx.w_dtype = x2.dtype, w.dtype
-        spec = recipe.forward
-        if spec is None:
-            y = torch.nn.functional.linear(x2, w.to(x2.dtype), None if bias is None else bias.to(x2.dtype))
-            ctx.save_for_backward(x2, w)
-            return y
-        h = _hadamard(spec, fresh_seed() if spec.hadamard and spec.signs is None else 0)
-        seed = lambda op: fresh_seed() if op.rounding == "sr" else 0  # RTN draws nothing
-        qx = _quantize(x2, spec.a, h, seed(spec.a), False, clip_mask=recipe.quest_forward)
-        qw = _quantize(w, spec.b, h, seed(spec.b), False, clip_mask=recipe.quest_forward)
-        y = gemm(qx, qw, bias=bias, out_dtype=x2.dtype, mma=recipe.mma)
-        if recipe.quest_forward:
-            # Backward runs on the forward-quantized operands (Hadamard basis) and their clip masks.
-            xq, wq = qx.dequantize(), qw.dequantize()
-            ctx.save_for_backward(xq, wq, _mask(qx), _mask(qw))
-            ctx.hadamard = h
-        else:
-            ctx.save_for_backward(x2, w)
-        return y
+# What backward needs, per recipe kind: which inputs (x2, w), then the new tensors made in forward.
+def _kept_inputs(r: Recipe) -> tuple[bool, bool]:
+    if r.quest_forward:
+        return False, False
+    if r.microsoft is not None:
+        return False, True
+    return True, True
 
-    @staticmethod
-    def backward(ctx, dy):
-        recipe: Recipe = ctx.recipe
-        saved = ctx.saved_tensors
-        x2, w = saved[0], saved[1]
-        # Quartet's gradients are masked and rotated in fp32 before the final rounding.
-        x_dtype = torch.float32 if recipe.quest_forward else ctx.x_dtype
-        w_dtype = torch.float32 if recipe.quest_forward else ctx.w_dtype
-        dy = dy.contiguous()
-        base = fresh_seed() if (recipe.dgrad or recipe.wgrad) else 0
-        seeds = [derive_seed(base, k) for k in range(6)]
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            if recipe.dgrad is None:
-                dx = dy @ w.to(dy.dtype)
-            else:  # dx = dy · w: a = dy along N, b = wᵀ along N
-                dx = _qgemm(recipe.dgrad, dy, False, w, True, seeds[0:3], x_dtype, recipe.mma)
-        if ctx.needs_input_grad[1]:
-            if recipe.wgrad is None:
-                dw = dy.t() @ x2.to(dy.dtype)
-            else:  # dw = dyᵀ · x: a = dyᵀ along T, b = xᵀ along T
-                dw = _qgemm(recipe.wgrad, dy, True, x2, True, seeds[3:6], w_dtype, recipe.mma)
-        if recipe.quest_forward:  # straight-through the quantizer: clip mask, then undo the Hadamard
-            h = ctx.hadamard
-            if dx is not None:
-                dx = hadamard_transform(dx.float() * saved[2], h)
-            if dw is not None:
-                dw = hadamard_transform(dw.float() * saved[3], h)
+
+def _forward(x2: Tensor, w: Tensor, bias: Optional[Tensor], r: Recipe) -> tuple[Tensor, list[Tensor]]:
+    spec = r.forward
+    if r.microsoft is not None:
+        return microsoft.forward(x2, w, bias, r)
+    if spec is None:
+        return torch.nn.functional.linear(x2, w.to(x2.dtype), None if bias is None else bias.to(x2.dtype)), []
+    h = _hadamard(spec, fresh_seed() if spec.hadamard and spec.signs is None else 0)
+    seed = lambda op: fresh_seed() if op.rounding == "sr" else 0  # RTN draws nothing
+    qx = _quantize(x2, spec.a, h, seed(spec.a), False, clip_mask=r.quest_forward)
+    qw = _quantize(w, spec.b, h, seed(spec.b), False, clip_mask=r.quest_forward)
+    y = gemm(qx, qw, bias=bias, out_dtype=x2.dtype, mma=r.mma)
+    if not r.quest_forward:
+        return y, []
+    # Quartet: backward runs on the forward-quantized operands (Hadamard basis) and their clip masks.
+    return y, [qx.dequantize(), qw.dequantize(), qx.clip_mask.reshape(x2.shape[0], -1),
+               qw.clip_mask.reshape(w.shape[0], -1)]
+
+
+def _saved_fake(x2: Tensor, w: Tensor, r: Recipe) -> list[Tensor]:
+    """Shapes and dtypes of _forward's new saved tensors (the fake implementation)."""
+    if r.microsoft is not None:
+        return microsoft.saved_fake(x2, w, r)
+    if not r.quest_forward:
+        return []
+    T, K = x2.shape
+    N = w.shape[0]
+    u8 = torch.uint8
+    return [x2.new_empty(T, K), w.new_empty(N, K), x2.new_empty(T, K // 8, dtype=u8), w.new_empty(N, K // 8, dtype=u8)]
+
+
+def _backward(dy: Tensor, saved: list[Tensor], r: Recipe, x_dtype, w_dtype, need_dx: bool,
+              need_dw: bool) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    if r.microsoft is not None:
+        return microsoft.backward(dy, saved, r, x_dtype, w_dtype, need_dx, need_dw)
+    x2, w = saved[0], saved[1]
+    # Quartet's gradients are masked and rotated in fp32 before the final rounding.
+    dx_dtype = torch.float32 if r.quest_forward else x_dtype
+    dw_dtype = torch.float32 if r.quest_forward else w_dtype
+    base = fresh_seed() if (r.dgrad or r.wgrad) else 0
+    seeds = [derive_seed(base, k) for k in range(6)]
+    dx = dw = None
+    if need_dx:
+        if r.dgrad is None:
+            dx = dy @ w.to(dy.dtype)
+        else:  # dx = dy · w: a = dy along N, b = wᵀ along N
+            dx = _qgemm(r.dgrad, dy, False, w, True, seeds[0:3], dx_dtype, r.mma)
+    if need_dw:
+        if r.wgrad is None:
+            dw = dy.t() @ x2.to(dy.dtype)
+        else:  # dw = dyᵀ · x: a = dyᵀ along T, b = xᵀ along T
+            dw = _qgemm(r.wgrad, dy, True, x2, True, seeds[3:6], dw_dtype, r.mma)
+    if r.quest_forward:  # straight-through the quantizer: clip mask, then undo the Hadamard
+        h = _hadamard(r.forward, 0)
         if dx is not None:
-            dx = dx.to(ctx.x_dtype)
+            dx = hadamard_transform(dx.float() * _keep(saved[2]), h)
         if dw is not None:
-            dw = dw.to(ctx.w_dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = dy.sum(0)
-        return dx, dw, db, None
+            dw = hadamard_transform(dw.float() * _keep(saved[3]), h)
+    return (None if dx is None else dx.to(x_dtype)), (None if dw is None else dw.to(w_dtype))
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-           recipe: Optional[Recipe] = None) -> torch.Tensor:
+@torch.library.custom_op("fp4gemm::linear", mutates_args=())
+def linear_op(x2: Tensor, w: Tensor, bias: Optional[Tensor], recipe: str) -> list[Tensor]:
+    """[y, *saved]: y = x2 wᵀ + bias under the recipe, and the tensors backward needs beyond x2, w."""
+    y, saved = _forward(x2, w, bias, by_key(recipe))
+    return [y, *saved]
+
+
+@linear_op.register_fake
+def _(x2, w, bias, recipe):
+    return [x2.new_empty(x2.shape[0], w.shape[0]), *_saved_fake(x2, w, by_key(recipe))]
+
+
+@torch.library.custom_op("fp4gemm::linear_backward", mutates_args=())
+def linear_backward_op(dy: Tensor, saved: list[Tensor], recipe: str, k: int, x_dtype: torch.dtype,
+                       w_dtype: torch.dtype, need_dx: bool, need_dw: bool) -> list[Tensor]:
+    """[dx, dw] of fp4gemm::linear (an empty tensor where not needed)."""
+    dx, dw = _backward(dy.contiguous(), saved, by_key(recipe), x_dtype, w_dtype, need_dx, need_dw)
+    return [dx if dx is not None else dy.new_empty(0), dw if dw is not None else dy.new_empty(0)]
+
+
+@linear_backward_op.register_fake
+def _(dy, saved, recipe, k, x_dtype, w_dtype, need_dx, need_dw):
+    T, N = dy.shape
+    return [dy.new_empty((T, k) if need_dx else (0,), dtype=x_dtype if need_dx else dy.dtype),
+            dy.new_empty((N, k) if need_dw else (0,), dtype=w_dtype if need_dw else dy.dtype)]
+
+
+def _setup_context(ctx, inputs, output):
+    x2, w, bias, recipe = inputs
+    keep_x, keep_w = _kept_inputs(by_key(recipe))
+    keep = [x2] * keep_x + [w] * keep_w
+    ctx.save_for_backward(*keep, *output[1:])
+    ctx.recipe, ctx.k, ctx.x_dtype, ctx.w_dtype = recipe, x2.shape[1], x2.dtype, w.dtype
+    ctx.has_bias = bias is not None
+
+
+def _linear_backward(ctx, grads):
+    dy = grads[0]
+    need_dx, need_dw, need_db = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    dx = dw = db = None
+    if need_dx or need_dw:
+        dx, dw = linear_backward_op(dy, list(ctx.saved_tensors), ctx.recipe, ctx.k, ctx.x_dtype, ctx.w_dtype,
+                                    need_dx, need_dw)
+    if ctx.has_bias and need_db:
+        db = dy.sum(0)
+    return (dx if need_dx else None), (dw if need_dw else None), db, None
+
+
+torch.library.register_autograd("fp4gemm::linear", _linear_backward, setup_context=_setup_context)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, recipe: Optional[Recipe] = None) -> Tensor:
     """torch.nn.functional.linear with the recipe's FP4 GEMMs in forward and backward."""
     recipe = recipe or BF16()
     if not isinstance(recipe, Recipe):
         raise ValueError(f"recipe: expected an fp4gemm Recipe, got {type(recipe).__name__}")
     if weight.dim() != 2 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"weight: shape {tuple(weight.shape)} does not match x's last dimension {x.shape[-1]}")
-    x2 = x.reshape(-1, x.shape[-1])
-    if not x2.is_contiguous():
-        x2 = x2.contiguous()
-    y = _Linear.apply(x2, weight.contiguous(), bias, recipe)
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"bias: expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    x2 = x.reshape(-1, x.shape[-1]).contiguous()
+    y = linear_op(x2, weight.contiguous(), bias, recipe.key)[0]
     return y.reshape(*x.shape[:-1], weight.shape[0])

@@ -8,7 +8,7 @@ A GEMM left as None runs in high precision (the input dtype).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .hadamard import TE_RHT_SIGNS
@@ -35,6 +35,28 @@ class Gemm:
 
 
 @dataclass(frozen=True)
+class MicrosoftOptions:
+    """Wang et al.'s additions to per-row FP4 (fp4gemm/microsoft.py). dge_k: the Differentiable
+    Gradient Estimator's sharpness k (None: straight-through), its derivative capped at dge_cap.
+    quantile: Outlier Clamping at the per-token [1 - q, q] quantiles (None: no clamping); compensate:
+    add the clamped residual back through a sparse high-precision GEMM."""
+    dge_k: Optional[float] = 5.0
+    dge_cap: float = 3.0
+    quantile: Optional[float] = 0.99
+    compensate: bool = True
+
+    def __post_init__(self):
+        if self.dge_k is not None and not self.dge_k > 1.0:
+            raise ValueError(f"dge_k: must be > 1 (the estimator's sharpness), got {self.dge_k!r}")
+        if not self.dge_cap > 0.0:
+            raise ValueError(f"dge_cap: must be > 0, got {self.dge_cap!r}")
+        if self.quantile is not None and not 0.5 < self.quantile < 1.0:
+            raise ValueError(f"quantile: must be in (0.5, 1), got {self.quantile!r}")
+        if self.compensate and self.quantile is None:
+            raise ValueError("compensate: needs a quantile (there is no residual without clamping)")
+
+
+@dataclass(frozen=True)
 class Recipe:
     """forward / dgrad / wgrad: a Gemm, or None for high precision. quest_forward (Quartet): the
     forward operands carry QuEST clip masks, and the backward runs on the forward-quantized operands,
@@ -45,6 +67,25 @@ class Recipe:
     wgrad: Optional[Gemm] = None
     quest_forward: bool = False
     mma: str = "auto"
+    microsoft: Optional[MicrosoftOptions] = None
+    # repr(self): how the linear custom ops (fp4gemm/autograd.py) name the recipe, a str torch.compile
+    # can pass through a graph.
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "key", repr(self))
+        _BY_KEY.setdefault(self.key, self)
+
+
+_BY_KEY: dict = {}
+
+
+def by_key(key: str) -> Recipe:
+    """The Recipe a custom op received by its key (every Recipe registers itself when built)."""
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        raise ValueError(f"recipe: unknown recipe key {key[:80]!r}") from None
 
 
 def BF16() -> Recipe:
@@ -93,4 +134,23 @@ def NVFP4() -> Recipe:
                   wgrad=Gemm(grad, act, hadamard=16, signs=tuple(TE_RHT_SIGNS)))
 
 
-RECIPES = {"bf16": BF16, "tseng": Tseng, "quartet": Quartet, "nvfp4": NVFP4}
+def MicrosoftFP4(dge_k: Optional[float] = 5.0, dge_cap: float = 3.0, quantile: Optional[float] = 0.99,
+                 compensate: bool = True) -> Recipe:
+    """Wang et al. (Microsoft), *Optimizing Large Language Model Training Using FP4 Quantization*
+    (ICML 2025). Forward: E2M1 with absmax power-of-two scales, one per token for the activations and
+    one per output channel for the weights (fmt="fp4_row", rule "pow2" = MS-AMP's 2^floor(log2(6/amax))).
+    Outlier Clamping and Compensation: each token's activations clamped to its [1 - q, q] quantile
+    values (q = 0.99), the residual x - clamp(x) (~2 % dense) multiplied by the quantized weight in a
+    sparse fp32 GEMM and added back. Backward, as MS-AMP: no re-quantization; dgrad = dy · Q(w),
+    wgrad = dyᵀ · (Q(clamp x) + residual), then the Differentiable Gradient Estimator multiplies the
+    weight gradient by f'(w / s), k = 5, capped at 3. MS-AMP runs the backward GEMMs in FP8 (dy E5M2);
+    here they run in the input dtype (docs/numerics.md). Ablations: dge_k=None (STE), quantile=None
+    (no clamping), compensate=False (clamping only)."""
+    row = Operand("fp4_row", "pow2", "rtn")
+    opts = MicrosoftOptions(dge_k, dge_cap, quantile, compensate)
+    name = "microsoft" + ("" if dge_k is not None else "-ste") + (
+        "" if quantile is not None and compensate else "-clamp" if quantile is not None else "-noclamp")
+    return Recipe(name, forward=Gemm(row, row), microsoft=opts)
+
+
+RECIPES = {"bf16": BF16, "tseng": Tseng, "quartet": Quartet, "nvfp4": NVFP4, "microsoft": MicrosoftFP4}
