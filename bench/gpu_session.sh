@@ -26,3 +26,5 @@ fi
 timeout 150 "$OLDPWD"/build/*/fp4gemm_bench 2>&1 | tee "$OUT/gemm_bench_cpp.md"
 timeout 150 python3 "$OLDPWD/bench/bench_gemm.py" 2>&1 | tee "$OUT/bench_gemm.md"
 [ "${1:-}" = "quick" ] || timeout 150 python3 "$OLDPWD/bench/bench_quantize.py" 2>&1 | tee "$OUT/bench_quantize.md"
+timeout 240 python3 "$OLDPWD/bench/bench_training.py" 2>&1 | tee "$OUT/bench_training.md"
+timeout 240 python3 -m fp4gemm gradcheck --plot "$OUT/gradcheck.png" 2>&1 | tee "$OUT/gradcheck.txt"
