@@ -53,25 +53,9 @@ __device__ __forceinline__ void atomic_amax(float* p, float a) {
   atomicMax(reinterpret_cast<unsigned*>(p), num::f32_bits(a));  // |x| bits order like floats; NaN on top
 }
 
-// Encode N consecutive values of one block with one scale; codes packed two per byte, clip bits
-// (|v| >= 6) only when a QuEST mask is written. A NaN block (scale NaN) encodes to zero codes.
-template <int N, bool kMask>
-__device__ __forceinline__ void encode_run(const float (&v)[N], const Codec& codec, uint32_t s,
-                                           const uint32_t (&rbits)[N], uint8_t (&bytes)[N / 2], uint32_t& clipped) {
-  if (codec.scale_is_nan(s)) {
-    FP4_UNROLL
-    for (int j = 0; j < N / 2; ++j) bytes[j] = 0;
-    return;
-  }
-  const float mult = codec.multiplier(s);
-  FP4_UNROLL
-  for (int j = 0; j < N; j += 2) {
-    const float a = codec.scaled(v[j], mult, s), b = codec.scaled(v[j + 1], mult, s);
-    bytes[j / 2] = uint8_t(codec.encode(a, rbits[j]) | (codec.encode(b, rbits[j + 1]) << 4));
-    if (kMask)
-      clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u << j : 0u) | (num::abs_f(b) >= num::kE2M1Max ? 2u << j : 0u);
-  }
-}
+// SR words are drawn per run of kSrRun values, right before the run is encoded: a columnwise MXFP4
+// block keeps its 32 values live but only one run's random words (all 32 words at once spilled).
+constexpr int kSrRun = 16;
 
 template <int N>
 __device__ __forceinline__ void sr_words(uint32_t (&r)[N], const DirArgs& d, num::Stream stream, uint64_t p0) {
@@ -82,21 +66,40 @@ __device__ __forceinline__ void sr_words(uint32_t (&r)[N], const DirArgs& d, num
   }
 }
 
-// A block's N values -> N/8 little-endian 32-bit words of packed codes (SR bits drawn for the
-// positions pos .. pos+N-1 of `stream`), and the clip bits when a QuEST mask is written.
+// Encode the N values of one block with scale s: code i goes to bits 4 (i % 8) of words[i / 8]
+// (little-endian packed bytes, two codes each); clip bit i (|v| >= 6) only when a QuEST mask is written.
+template <int N, bool kMask>
+__device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& d, const Codec& codec, uint32_t s,
+                                            float mult, num::Stream stream, int64_t pos, uint32_t (&words)[N / 8],
+                                            uint32_t& clipped) {
+  constexpr int kRun = N < kSrRun ? N : kSrRun;
+  FP4_UNROLL
+  for (int r0 = 0; r0 < N; r0 += kRun) {
+    uint32_t rbits[kRun] = {};
+    if (codec.rounding == Rounding::SR) sr_words(rbits, d, stream, uint64_t(pos + r0));  // pos % 4 == 0
+    FP4_UNROLL
+    for (int j = 0; j < kRun; ++j) {
+      const int i = r0 + j;
+      const float a = codec.scaled(v[i], mult, s);
+      const uint32_t code = codec.rounding == Rounding::SR ? num::e2m1_sr(a, rbits[j]) : num::e2m1_rtn(a);
+      words[i / 8] |= code << (4 * (i % 8));
+      if (kMask) clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u : 0u) << i;
+    }
+  }
+}
+
+// A block's N values -> N/8 words of packed codes (SR bits for the positions pos .. pos+N-1 of
+// `stream`), and the clip bits when a QuEST mask is written. A NaN block (scale NaN) encodes to zeros.
 template <int N>
 __device__ __forceinline__ void encode_block(const float (&v)[N], const DirArgs& d, const Codec& codec, uint32_t s,
                                              num::Stream stream, int64_t pos, uint32_t (&words)[N / 8],
                                              uint32_t& clipped) {
-  uint32_t rbits[N] = {};
-  if (codec.rounding == Rounding::SR) sr_words(rbits, d, stream, uint64_t(pos));
-  uint8_t bytes[N / 2];
-  if (d.mask) encode_run<N, true>(v, codec, s, rbits, bytes, clipped);
-  else encode_run<N, false>(v, codec, s, rbits, bytes, clipped);
   FP4_UNROLL
-  for (int w = 0; w < N / 8; ++w)
-    words[w] = uint32_t(bytes[4 * w]) | uint32_t(bytes[4 * w + 1]) << 8 | uint32_t(bytes[4 * w + 2]) << 16 |
-               uint32_t(bytes[4 * w + 3]) << 24;
+  for (int w = 0; w < N / 8; ++w) words[w] = 0;
+  if (codec.scale_is_nan(s)) return;
+  const float mult = codec.multiplier(s);
+  if (d.mask) encode_runs<N, true>(v, d, codec, s, mult, stream, pos, words, clipped);
+  else encode_runs<N, false>(v, d, codec, s, mult, stream, pos, words, clipped);
 }
 
 // Rowwise, one lane's share: 8 consecutive values v of line `line` starting at column `col` (segment
@@ -157,34 +160,56 @@ __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int co
   }
 }
 
+// A lane's 8 consecutive inputs of one row: 16-byte loads when aligned, element-wise otherwise;
+// zeros for a lane past the last column.
+template <class In>
+__device__ __forceinline__ void load_lane(typename In::T (&buf)[kPerLane], const typename In::T* src, bool live,
+                                          bool vec_ok) {
+  using T = typename In::T;
+  constexpr int kVec = 16 / int(sizeof(T));
+  if (live && vec_ok) {
+    FP4_UNROLL
+    for (int k = 0; k < kPerLane; k += kVec) *reinterpret_cast<uint4*>(buf + k) = __ldg(reinterpret_cast<const uint4*>(src + k));
+  } else {
+    FP4_UNROLL
+    for (int k = 0; k < kPerLane; ++k) buf[k] = live ? src[k] : T(0);
+  }
+}
+
+// 5 CTAs (40 warps) per SM for the rowwise-only kernel: at most 48 registers, which its code plus the
+// prefetched row fits without spills.
+constexpr int kRowsCtasPerSm = 5;
+
 // Rowwise only, no tile: blockIdx.x picks a 256-column segment, each warp strides over rows (no
 // index division); a lane's 8 consecutive values come straight from one 16-byte load when aligned.
-// No shared memory, no barrier.
+// No shared memory, no barrier. The next row's load is issued before the current row's arithmetic,
+// so every lane keeps a load in flight while it computes (before, each warp loaded, then computed).
 template <class In, Pass P, Format F, Rounding Rd>
-__global__ void __launch_bounds__(kThreads) quantize_rows(const typename In::T* __restrict__ x, int64_t R, int64_t C,
-                                                          int64_t ld, DirArgs row) {
+__global__ void __launch_bounds__(kThreads, kRowsCtasPerSm)
+    quantize_rows(const typename In::T* __restrict__ x, int64_t R, int64_t C, int64_t ld, DirArgs row) {
   using T = typename In::T;
-  constexpr int kSegs = 32, kVec = 16 / int(sizeof(T));
+  constexpr int kSegs = 32;
   const int lane = threadIdx.x & 31;
   const int64_t col = int64_t(blockIdx.x) * 256 + kPerLane * lane;
   const bool live_col = col < C;  // C is a multiple of 16: a lane's 8 values are all in or all out
   const bool vec_ok = (ld % kPerLane) == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
   const Codec codec = kernel_codec<F, Rd>(row);
+  const int64_t stride = int64_t(gridDim.y) * kWarps;
   float warp_amax = 0.0f;
-  for (int64_t r = int64_t(blockIdx.y) * kWarps + (threadIdx.x >> 5); r < R; r += int64_t(gridDim.y) * kWarps) {
-    const T* src = x + r * ld + col;
-    alignas(16) T buf[kPerLane];
-    if (live_col && vec_ok) {
-      FP4_UNROLL
-      for (int k = 0; k < kPerLane; k += kVec) *reinterpret_cast<uint4*>(buf + k) = __ldg(reinterpret_cast<const uint4*>(src + k));
-    } else {
-      FP4_UNROLL
-      for (int k = 0; k < kPerLane; ++k) buf[k] = live_col ? src[k] : T(0);
-    }
+  int64_t r = int64_t(blockIdx.y) * kWarps + (threadIdx.x >> 5);
+  alignas(16) T buf[kPerLane];
+  if (r < R) load_lane<In>(buf, x + r * ld + col, live_col, vec_ok);
+  for (; r < R; r += stride) {
+    // Prefetch; the last row re-reads itself (a valid address, value unused) instead of branching.
+    const int64_t next = r + stride < R ? r + stride : r;
+    alignas(16) T ahead[kPerLane];
+    load_lane<In>(ahead, x + next * ld + col, live_col, vec_ok);
     float v[kPerLane];
     FP4_UNROLL
     for (int k = 0; k < kPerLane; ++k) v[k] = to_f32<In>(buf[k]);
     rowwise_lane<P, kSegs>(v, live_col, r, col, lane, row, codec, 0.0f, warp_amax);
+    FP4_UNROLL
+    for (int k = 0; k < kPerLane; ++k) buf[k] = ahead[k];
   }
   if (P == Pass::Amax && F == Format::NVFP4) {
     // One atomic per CTA: warp reduce, then across the 8 warps through shared memory.
@@ -355,15 +380,30 @@ void launch_tile(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs&
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
+// Resident CTAs per SM of one kernel (registers decide it), queried once per device.
+template <class Kernel>
+int ctas_per_sm(Kernel kernel, int (&cached)[64]) {
+  int device = 0;
+  FP4_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < 64 && cached[device]) return cached[device];
+  int n = 0;
+  FP4_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, 0));
+  n = std::max(n, 1);
+  if (device < 64) cached[device] = n;
+  return n;
+}
+
 template <class In, Format F, Rounding Rd>
 void launch_rows(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs& row, bool amax_pass,
                  cudaStream_t stream) {
-  const int sms = sm_count();
-  // x: 256-column segments; y: groups of 8 rows, capped near 8 CTAs per SM in all (warps stride over rows).
-  const int64_t segs = (C + 255) / 256, row_groups = (R + kWarps - 1) / kWarps;
-  const int64_t y = std::max<int64_t>(1, std::min<int64_t>({row_groups, 65535, (int64_t(sms) * 8 + segs - 1) / segs}));
-  if (segs > 2147483647) throw std::invalid_argument("x: too many columns for the rowwise kernel");
+  static int amax_ctas[64] = {}, quant_ctas[64] = {};
   auto kernel = amax_pass ? quantize_rows<In, Pass::Amax, F, Rounding::RTN> : quantize_rows<In, Pass::Quant, F, Rd>;
+  // x: 256-column segments; y: groups of 8 rows, as many as fill one wave of resident CTAs (rounded
+  // down: a partial second wave would leave most SMs idle at the end; warps stride over rows).
+  const int64_t slots = int64_t(sm_count()) * ctas_per_sm(kernel, amax_pass ? amax_ctas : quant_ctas);
+  const int64_t segs = (C + 255) / 256, row_groups = (R + kWarps - 1) / kWarps;
+  const int64_t y = std::max<int64_t>(1, std::min<int64_t>({row_groups, 65535, slots / segs}));
+  if (segs > 2147483647) throw std::invalid_argument("x: too many columns for the rowwise kernel");
   kernel<<<dim3(unsigned(segs), unsigned(y)), kThreads, 0, stream>>>(static_cast<const typename In::T*>(x), R, C, ld, row);
   FP4_CUDA_CHECK(cudaGetLastError());
 }

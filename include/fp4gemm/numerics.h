@@ -93,34 +93,32 @@ FP4_HD float e2m1_value(uint8_t code) {
 }
 
 // Round-to-nearest, ties to the even code, saturating at 6; the sign survives a round to zero.
-// Branch-free: below 1 the grid is multiples of 0.5 (adding 2^22, whose ulp is 0.5, rounds RNE);
-// from 1 on, E2M1 is a float with one mantissa bit (RNE on the fp32 bits). v must not be NaN.
+// Integer compares and selects on the fp32 bits (no float-to-integer conversion, quarter-rate on the
+// GPU): below 1 the grid is {0, 0.5, 1} with the ties 0.25, 0.75 going to the even codes 0, 2; from
+// 1 on, E2M1 is a float with one mantissa bit (RNE on the bits, then (u >> 22) - 252 = 2(e + 1) + m).
+// v must not be NaN.
 FP4_HD uint8_t e2m1_rtn(float v) {
-  const float a = abs_f(v);
-  const float q = (a + 4194304.0f) - 4194304.0f;                   // 0, 0.5 or 1 for a < 1
-  const uint32_t lo = uint32_t(a < 1.0f ? q + q : 0.0f);            // code 0, 1 or 2 (no UB for big a)
-  uint32_t u = f32_bits(a);
-  u += 0x1FFFFFu + ((u >> 22) & 1u);                                 // RNE to 1 mantissa bit
-  const uint32_t hi = 2u * ((u >> 23) - 126u) + ((u >> 22) & 1u);    // (1 + m/2) 2^e -> 2(e + 1) + m
-  const uint32_t c = a < 1.0f ? lo : (hi < 7u ? hi : 7u);
-  return uint8_t(c | (sign_bit(v) ? 8u : 0u));
+  const uint32_t u = f32_bits(v) & 0x7FFFFFFFu, sign = (f32_bits(v) >> 28) & 8u;
+  const uint32_t below1 = (u > 0x3E800000u ? 1u : 0u) + (u >= 0x3F400000u ? 1u : 0u);
+  const uint32_t rounded = ((u + 0x1FFFFFu + ((u >> 22) & 1u)) >> 22) - 252u;
+  const uint32_t c = u < 0x3F800000u ? below1 : (rounded < 7u ? rounded : 7u);
+  return uint8_t(c | sign);
 }
 
 // Stochastic rounding with one 32-bit random word r. With grid neighbours lo <= |v| < hi the
-// code of hi is chosen iff r < floor(t * 2^32), t = (|v| - lo) / (hi - lo). t is exact in fp32
-// (Sterbenz: hi <= 2 lo, and hi - lo is a power of two), so CPU and GPU agree bit for bit and
-// P(hi) = t up to 2^-32.
+// code of hi is chosen iff r < floor(t * 2^32), t = (|v| - lo) / (hi - lo), so P(hi) = t up to 2^-32.
+// t is exact and read off the bits: from 1 on the grid is the floats with one mantissa bit, so
+// t 2^32 is the 22 mantissa bits below it (u << 10); in [0.5, 1) (step 0.5) all 23 (u << 9); below
+// 0.5, t = 2|v| and t 2^32 = |v| 2^33 < 2^32, an exact multiply and truncation. |v| >= 6 gives 6;
+// NaN gives 6 (sign kept). Branch-free, one conversion.
 FP4_HD uint8_t e2m1_sr(float v, uint32_t r) {
-  float a = abs_f(v);
-  uint8_t s = sign_bit(v) ? 8 : 0;
-  if (a >= 6.0f) return uint8_t(7 | s);
-  uint8_t lo_code; float lo, inv_step;
-  if (a < 2.0f) { lo_code = uint8_t(a * 2.0f); lo = float(lo_code) * 0.5f; inv_step = 2.0f; }
-  else if (a < 4.0f) { lo_code = a < 3.0f ? 4 : 5; lo = a < 3.0f ? 2.0f : 3.0f; inv_step = 1.0f; }
-  else { lo_code = 6; lo = 4.0f; inv_step = 0.5f; }
-  float t = (a - lo) * inv_step;                            // in [0, 1)
-  uint32_t threshold = t > 0.0f ? uint32_t(t * 4294967296.0f) : 0u;  // floor: t * 2^32 < 2^32 exactly
-  return uint8_t((r < threshold ? lo_code + 1 : lo_code) | s);
+  const uint32_t u = f32_bits(v) & 0x7FFFFFFFu, sign = (f32_bits(v) >> 28) & 8u;
+  const bool ge1 = u >= 0x3F800000u, ge_half = u >= 0x3F000000u;
+  const uint32_t lo = ge1 ? (u >> 22) - 252u : (ge_half ? 1u : 0u);
+  const float small = ge_half ? 0.0f : bits_f32(u);
+  const uint32_t thr = ge1 ? u << 10 : (ge_half ? u << 9 : uint32_t(small * 8589934592.0f));
+  const uint32_t c = lo + (r < thr ? 1u : 0u);
+  return uint8_t((u > 0x7F800000u ? 6u : (c < 7u ? c : 7u)) | sign);
 }
 
 // ---------------------------------------------------------------- E4M3 (OCP float8_e4m3fn)
