@@ -219,7 +219,8 @@ def test_bad_recipe_arguments():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("recipe", [fp4gemm.Tseng(), fp4gemm.NVFP4(), fp4gemm.Quartet()], ids=lambda r: r.name)
+@pytest.mark.parametrize("recipe", [fp4gemm.Tseng(), fp4gemm.NVFP4(), fp4gemm.Quartet(), fp4gemm.MicrosoftFP4()],
+                         ids=lambda r: r.name)
 def test_cuda_linear_matches_cpu(recipe):
     """Same bytes on both devices; the GPU's fp32 tensor-core sums differ from the CPU's float64 sums
     only in the last bits."""
