@@ -6,6 +6,7 @@ import torch
 
 import fp4gemm
 import reference as ref
+from test_training import run
 from fp4gemm.microsoft import dge_derivative, occ_clamp
 
 # f'(x) = |2t/d - 1|^(1/k - 1) / k, k = 5, capped at 3; t = distance to the interval's left grid point,
@@ -108,18 +109,11 @@ def test_microsoft_linear_matches_float64_emulation():
     T, K, N = 64, 256, 128
     x = torch.distributions.StudentT(3.0).sample((T, K))
     w, bias, dy = torch.randn(N, K) / 16, torch.randn(N), torch.randn(T, N)
-    lin = fp4gemm.nn.Linear(K, N, recipe=fp4gemm.MicrosoftFP4())
-    with torch.no_grad():
-        lin.weight.copy_(w)
-        lin.bias.copy_(bias)
-    xg = x.clone().requires_grad_()
-    y = lin(xg)
-    y.backward(dy)
-    want = _emulate(x, w, bias, dy)
-    for got, exp in zip((y, xg.grad, lin.weight.grad), want):
-        got = got.detach().double().numpy()
+    y, dx, dw, db = run(fp4gemm.MicrosoftFP4(), x, w, bias, dy, backward_seed=0)
+    for got, exp in zip((y, dx, dw), _emulate(x, w, bias, dy)):
+        got = got.double().numpy()
         assert np.abs(got - exp).max() <= 2e-6 * np.abs(exp).max(), np.abs(got - exp).max()
-    assert torch.equal(lin.bias.grad, dy.sum(0))
+    assert torch.equal(db, dy.sum(0))
 
 
 def test_microsoft_ablations_and_bad_options():
