@@ -26,3 +26,12 @@ def test_compile_fullgraph(fmt):
 
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     assert torch.equal(compiled(a, w), f(a, w))
+
+
+@pytest.mark.parametrize("recipe", [fp4gemm.BF16(), fp4gemm.Tseng(), fp4gemm.Quartet(), fp4gemm.NVFP4(),
+                                    fp4gemm.MicrosoftFP4()], ids=lambda r: r.name)
+def test_linear_op_fake_matches_real(recipe):
+    """The training layer's forward op: its fake outputs (shapes, dtypes) are the real ones, bf16 too."""
+    from fp4gemm.autograd import linear_op
+    x, w, b = torch.randn(64, 128, dtype=torch.bfloat16), torch.randn(32, 128, dtype=torch.bfloat16), torch.randn(32)
+    torch.library.opcheck(linear_op, (x, w, b, recipe.key), test_utils=("test_schema", "test_faketensor"))

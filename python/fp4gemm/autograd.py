@@ -98,8 +98,9 @@ def _saved_fake(x2: Tensor, w: Tensor, r: Recipe) -> list[Tensor]:
         return []
     T, K = x2.shape
     N = w.shape[0]
-    u8 = torch.uint8
-    return [x2.new_empty(T, K), w.new_empty(N, K), x2.new_empty(T, K // 8, dtype=u8), w.new_empty(N, K // 8, dtype=u8)]
+    f32, u8 = torch.float32, torch.uint8   # QuantizedTensor.dequantize() gives fp32
+    return [x2.new_empty(T, K, dtype=f32), w.new_empty(N, K, dtype=f32), x2.new_empty(T, K // 8, dtype=u8),
+            w.new_empty(N, K // 8, dtype=u8)]
 
 
 def _backward(dy: Tensor, saved: list[Tensor], r: Recipe, x_dtype, w_dtype, need_dx: bool,
