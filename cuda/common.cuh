@@ -31,16 +31,25 @@ template <> __device__ __forceinline__ float to_f32<F32In>(float v) { return v; 
 template <> __device__ __forceinline__ float to_f32<F16In>(uint16_t v) { return num::f16_to_f32(v); }
 template <> __device__ __forceinline__ float to_f32<BF16In>(uint16_t v) { return num::bf16_to_f32(v); }
 
-// Multiprocessors of the current device, queried once per device.
-inline int sm_count() {
+// query(device) for the current device, computed once per device (ids < 64) and kept in `cache`.
+template <class Query>
+int once_per_device(int (&cache)[64], Query query) {
   int device = 0;
   FP4_CUDA_CHECK(cudaGetDevice(&device));
-  static int cached[64] = {};
-  if (device < 64 && cached[device]) return cached[device];
-  int sms = 0;
-  FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  if (device < 64) cached[device] = sms;
-  return sms;
+  if (device < 64 && cache[device]) return cache[device];
+  const int v = query(device);
+  if (device < 64) cache[device] = v;
+  return v;
+}
+
+// Multiprocessors of the current device.
+inline int sm_count() {
+  static int cache[64] = {};
+  return once_per_device(cache, [](int device) {
+    int sms = 0;
+    FP4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
+  });
 }
 
 // Correct rounding of a float64 result to an output type (bits of a 16-bit type): fp32 directly;

@@ -81,8 +81,7 @@ __device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& 
     for (int j = 0; j < kRun; ++j) {
       const int i = r0 + j;
       const float a = codec.scaled(v[i], mult, s);
-      const uint32_t code = codec.rounding == Rounding::SR ? num::e2m1_sr(a, rbits[j]) : num::e2m1_rtn(a);
-      words[i / 8] |= code << (4 * (i % 8));
+      words[i / 8] |= uint32_t(codec.encode(a, rbits[j])) << (4 * (i % 8));
       if (kMask) clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u : 0u) << i;
     }
   }
@@ -382,15 +381,12 @@ void launch_tile(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs&
 
 // Resident CTAs per SM of one kernel (registers decide it), queried once per device.
 template <class Kernel>
-int ctas_per_sm(Kernel kernel, int (&cached)[64]) {
-  int device = 0;
-  FP4_CUDA_CHECK(cudaGetDevice(&device));
-  if (device < 64 && cached[device]) return cached[device];
-  int n = 0;
-  FP4_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, 0));
-  n = std::max(n, 1);
-  if (device < 64) cached[device] = n;
-  return n;
+int ctas_per_sm(Kernel kernel, int (&cache)[64]) {
+  return once_per_device(cache, [&](int) {
+    int n = 0;
+    FP4_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, 0));
+    return std::max(n, 1);
+  });
 }
 
 template <class In, Format F, Rounding Rd>
