@@ -17,7 +17,7 @@ import torch
 
 import fp4gemm
 import reference as ref
-from test_gemm import as_ref
+from test_gemm import as_ref, ulp
 
 pytestmark = pytest.mark.cuda
 DEV = "cuda"
@@ -37,13 +37,6 @@ def reference(qa, qb, alpha=1.0, bias=None):
     return d
 
 
-def ulp(x: torch.Tensor, sig_bits: int, min_exp: int) -> torch.Tensor:
-    """One unit in the last place of x (float64) in a binary format with `sig_bits` significant bits
-    whose smallest normal is 2^min_exp (subnormals keep that binade's ulp)."""
-    e = torch.frexp(x.abs()).exponent.clamp_min(min_exp + 1)
-    return torch.ldexp(torch.ones_like(x), e - sig_bits)
-
-
 def assert_acceptance(d: torch.Tensor, want: Want, min_fraction: float = 0.9999, fp8: bool = False):
     got = d.double()
     absprod = want.absprod
@@ -56,11 +49,10 @@ def assert_acceptance(d: torch.Tensor, want: Want, min_fraction: float = 0.9999,
         rel = err / want.abs().clamp_min(1e-300)
         assert rel.median().item() <= 2.0 ** -20, rel.median().item()
     else:
-        bits, min_exp = (8, -126) if d.dtype == torch.bfloat16 else (11, -14)
-        half = ulp(want, bits, min_exp) / 2
+        half = ulp(want, d.dtype) / 2
         correctly_rounded = (err <= half * (1 + 2.0 ** -40)).double().mean().item()
         assert correctly_rounded >= min_fraction, (correctly_rounded, min_fraction)
-    one_ulp = 2 * half if d.dtype != torch.float32 else ulp(want, 24, -126)
+    one_ulp = ulp(want, d.dtype)
     bound = one_ulp + (2.0 ** -10 if fp8 else 2.0 ** -16) * absprod
     assert bool((err <= bound).all()), (err / bound).max().item()
 

@@ -66,11 +66,11 @@ class Stat:
         self.curve.append(float((self.total / len(self.cos) - self.exact).norm() / self.exact.norm()))
 
     def bias_z(self) -> float:
+        if not self.varies:
+            return float("inf")
         S = len(self.cos)
         mean_err = self.total / S - self.exact
         sq_mean = float((mean_err * mean_err).sum())
-        if not self.varies:
-            return float("inf")
         spread = (self.sq_err - S * sq_mean) / (S - 1)         # sum over elements of the sample variance
         return math.sqrt(sq_mean / (spread / S))
 
