@@ -207,6 +207,37 @@ def test_matmul_with_recipe_is_differentiable():
     assert cos > 0.95
 
 
+@pytest.mark.parametrize("recipe", [fp4gemm.BF16(), fp4gemm.Tseng(), fp4gemm.NVFP4()], ids=lambda r: r.name)
+def test_autocast_runs_the_recipe_on_autocast_dtype_operands(recipe):
+    """Under autocast the Linear behaves as torch's: fp32 master weights and inputs are cast to the
+    autocast dtype, the output has that dtype, and the weight gradient flows back to fp32 through the
+    cast. Oracle: the same layer called explicitly on bf16 copies (same backward seed)."""
+    x, w, bias, dy = data(T=128, K=128, N=128)
+    ref_lin = fp4gemm.nn.Linear(128, 128, recipe=recipe, dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref_lin.weight.copy_(w)
+        ref_lin.bias.copy_(bias)
+    xb = x.bfloat16().requires_grad_()
+    dyb = dy.bfloat16()
+    yb = ref_lin(xb)
+    torch.manual_seed(4)
+    yb.backward(dyb)
+    want = (yb.detach(), xb.grad, ref_lin.weight.grad, ref_lin.bias.grad)
+    lin = fp4gemm.nn.Linear(128, 128, recipe=recipe)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+        lin.bias.copy_(bias)
+    xg = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = lin(xg)
+    assert y.dtype == torch.bfloat16 and lin.weight.dtype == torch.float32
+    torch.manual_seed(4)
+    y.backward(dyb)
+    assert xg.grad.dtype == torch.float32 and lin.weight.grad.dtype == torch.float32
+    for got, exp in zip((y.detach(), xg.grad, lin.weight.grad, lin.bias.grad), want):
+        assert torch.equal(got, exp.to(got.dtype))
+
+
 def test_bad_recipe_arguments():
     x, w, _, _ = data()
     with pytest.raises(ValueError, match="recipe"):

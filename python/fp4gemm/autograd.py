@@ -193,6 +193,10 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, recipe: Opt
         raise ValueError(f"weight: shape {tuple(weight.shape)} does not match x's last dimension {x.shape[-1]}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias: expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    if torch.is_autocast_enabled(x.device.type):  # as torch.nn.functional.linear: every operand in the autocast dtype
+        dtype = torch.get_autocast_dtype(x.device.type)
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
     y = linear_op(x2, weight.contiguous(), bias, recipe.key)[0]
     return y.reshape(*x.shape[:-1], weight.shape[0])
