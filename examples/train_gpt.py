@@ -127,15 +127,17 @@ class GPT(torch.nn.Module):
         return F.cross_entropy(logits.float().reshape(-1, VOCAB), targets.reshape(-1))
 
 
-def build(cfg: Config, recipe, device, world: int) -> torch.nn.Module:
-    torch.manual_seed(cfg.seed)   # the same initial weights for every recipe
+def build(cfg: Config, recipe, device, world: int, rank: int = 0) -> torch.nn.Module:
+    torch.manual_seed(cfg.seed)   # the same initial weights for every recipe (and rank)
     model = fp4gemm.convert(GPT(cfg).to(device), recipe, skip=["lm_head"])
     if world > 1:  # FSDP2: fp32 sharded parameters, autocast as on one GPU, so the numerics are the same
         from torch.distributed.fsdp import fully_shard
         for b in model.blocks:
             fully_shard(b)
         fully_shard(model)
-    torch.manual_seed(cfg.seed * 1_000_003 + cfg.stream_seed)   # the recipe's SR / RHT draws
+    # The recipe's SR / RHT draws: a stream of its own per rank, so that no two ranks round their
+    # halves of the batch with the same random bits.
+    torch.manual_seed((cfg.seed * 1_000_003 + cfg.stream_seed) * 1009 + rank)
     return model
 
 
@@ -219,7 +221,7 @@ def evaluate(model, val, cfg: Config, dist: Dist, device) -> float:
 
 def train(name: str, recipe, cfg: Config, data, dist: Dist, device, out: pathlib.Path, corpus_name: str) -> dict:
     train_data, val = data
-    model = build(cfg, recipe, device, dist.world)
+    model = build(cfg, recipe, device, dist.world, dist.rank)
     opt = optimizer(model, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)   # the data order: the same for every recipe
     rows = dist.rows(cfg.batch)
