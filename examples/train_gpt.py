@@ -235,6 +235,7 @@ def train(name: str, recipe, cfg: Config, data, dist: Dist, device, out: pathlib
                 torch.cuda.synchronize()
             train_time += time.perf_counter() - t0
             log.append([step, step * tokens_per_step, None, evaluate(model, val, cfg, dist, device), train_time])
+            write_csv(out / f"{run}.csv", log, dist)   # as it goes: a run cut short keeps its curve
             t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -263,15 +264,20 @@ def train(name: str, recipe, cfg: Config, data, dist: Dist, device, out: pathlib
                    tokens=cfg.steps * tokens_per_step, train_seconds=train_time,
                    tokens_per_s=cfg.steps * tokens_per_step / train_time, device=device_name(device),
                    corpus=corpus_name, params=sum(p.numel() for p in model.parameters()), config=asdict(cfg))
+    write_csv(out / f"{run}.csv", log, dist)
     if dist.rank == 0:
-        with open(out / f"{run}.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["step", "tokens", "train_loss", "val_loss", "elapsed_s"])
-            w.writerows(log)
         (out / f"{run}.json").write_text(json.dumps(summary, indent=1))
         print(f"{run}: final val loss {final:.4f}, {summary['tokens_per_s']:.0f} tokens/s (training steps, "
               f"evaluation excluded)", flush=True)
     return summary
+
+
+def write_csv(path: pathlib.Path, log: list, dist: Dist) -> None:
+    if dist.rank == 0:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "tokens", "train_loss", "val_loss", "elapsed_s"])
+            w.writerows(log)
 
 
 def device_name(device) -> str:
