@@ -59,24 +59,120 @@ Plan plan(const GemmArgs& g, const Sm90Args& s) {
   return p;
 }
 
-// Exact outputs of the special rows of A (all n) and of B (all m): float64 sums of the dequantized
-// operands, the CPU reference's arithmetic. One warp per output; a deterministic shuffle reduction.
-__global__ void special_rows_kernel(GemmArgs g, const int32_t* __restrict__ special_a,
-                                    const int32_t* __restrict__ special_b) {
-  const int64_t M = g.a.rows, N = g.b.rows, K = g.a.k;
-  const int64_t from_a = int64_t(special_a[0]) * N, total = from_a + int64_t(special_b[0]) * M;
-  if (total == 0) return;
+// Exact outputs of the special rows (gemm_operand.cuh), float64 sums of exact products like the CPU
+// reference, in three passes on the GEMM's stream:
+//   1. each special row of A times every row of B, B's values taken from its fold;
+//   2. every row of A times each special row of B, likewise from A's fold;
+//   3. special A times special B from both quantized operands, overwriting what 1 and 2 wrote there
+//      (a special row's fold is not exact, so those few outputs decode both operands).
+// Passes 1-2 are the work when a gradient has many special rows: one warp reads a row of the folded
+// operand (one or two bytes an element, decoded through a table) once for kSpecialGroup special rows.
+constexpr int kSpecialGroup = 4;
+constexpr int kUnitK = 16;  // elements per lane step: 8 code bytes of the special row
+
+// Row o of a folded operand, elements [16u, 16u + 16), as floats (exact: E4M3 or BF16 values).
+template <bool kBf16>
+__device__ void folded_unit(const GemmOperand& f, const float* e4m3, int64_t o, int64_t u, float v[kUnitK]) {
+  if constexpr (kBf16) {
+    const uint4* p = static_cast<const uint4*>(f.data) + (o * (f.k / kUnitK) + u) * 2;
+    const uint4 w[2] = {p[0], p[1]};
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(w);
+    FP4_UNROLL
+    for (int j = 0; j < kUnitK / 2; ++j) {
+      v[2 * j] = num::bits_f32(words[j] << 16);
+      v[2 * j + 1] = num::bits_f32(words[j] & 0xFFFF0000u);
+    }
+  } else {
+    const uint4 w = static_cast<const uint4*>(f.data)[o * (f.k / kUnitK) + u];
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+    FP4_UNROLL
+    for (int j = 0; j < kUnitK; ++j) v[j] = e4m3[(words[j / 4] >> (8 * (j % 4))) & 0xFF];
+  }
+}
+
+// Passes 1 (kSpecialIsA) and 2: outputs (special row s of q, row o of the folded `other`).
+template <bool kSpecialIsA, bool kBf16>
+__global__ void special_rows_kernel(GemmArgs g, QuantizedIn q, const int32_t* __restrict__ special,
+                                    GemmOperand other) {
+  __shared__ float e4m3[256];
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) e4m3[i] = num::e4m3_value(uint8_t(i));
+  __syncthreads();
+  const int64_t count = special[0];
+  if (count == 0) return;
+  const int64_t N = g.b.rows, units = q.k / kUnitK, groups = (count + kSpecialGroup - 1) / kSpecialGroup;
+  const double scale = g.alpha * num::operand_tensor_factor(q);
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
+  const auto* codes = static_cast<const uint2*>(static_cast<const void*>(q.data));
+  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; w < groups * other.rows; w += warps) {
+    const int64_t grp = w / other.rows, o = w % other.rows;  // neighbouring warps share the special rows
+    const int rows = int(std::min<int64_t>(kSpecialGroup, count - grp * kSpecialGroup));
+    int64_t row[kSpecialGroup];
+    double acc[kSpecialGroup];
+    FP4_UNROLL
+    for (int r = 0; r < kSpecialGroup; ++r) {
+      row[r] = special[1 + grp * kSpecialGroup + std::min(r, rows - 1)];
+      acc[r] = 0.0;
+    }
+    for (int64_t u = lane; u < units; u += 32) {
+      float v[kUnitK];
+      folded_unit<kBf16>(other, e4m3, o, u, v);
+      FP4_UNROLL
+      for (int r = 0; r < kSpecialGroup; ++r) {
+        const uint2 c = codes[row[r] * units + u];
+        double sum = 0.0;  // exact products (<= 8 significant bits); float64 sums as the reference
+        FP4_UNROLL
+        for (int j = 0; j < kUnitK; ++j) {
+          const uint8_t code = uint8_t(((j < 8 ? c.x : c.y) >> (4 * (j % 8))) & 0xF);
+          sum += double(num::e2m1_value(code)) * double(v[j]);
+        }
+        acc[r] += sum * num::block_scale_value(q.fmt, num::operand_scale(q, row[r], u * kUnitK));
+      }
+    }
+    FP4_UNROLL
+    for (int r = 0; r < kSpecialGroup; ++r)
+      for (int off = 16; off; off >>= 1) acc[r] += __shfl_xor_sync(kFull, acc[r], off);
+    double a = acc[0];  // lane r writes row r's output (no dynamic register indexing)
+    int64_t mine = row[0];
+    FP4_UNROLL
+    for (int r = 1; r < kSpecialGroup; ++r) {
+      a = lane == r ? acc[r] : a;
+      mine = lane == r ? row[r] : mine;
+    }
+    if (lane < rows) {
+      const int64_t m = kSpecialIsA ? mine : o, n = kSpecialIsA ? o : mine;
+      store_rounded(g.d, m * N + n, g.out_dtype, scale * other.factor[o] * a + (g.bias ? double(g.bias[n]) : 0.0));
+    }
+  }
+}
+
+// Pass 3: special A x special B, both decoded from the quantized operands. One warp per output.
+__global__ void special_pairs_kernel(GemmArgs g, const int32_t* __restrict__ special_a,
+                                     const int32_t* __restrict__ special_b) {
+  const int64_t ca = special_a[0], cb = special_b[0], N = g.b.rows, K = g.a.k;
   const double scale = g.alpha * num::operand_tensor_factor(g.a) * num::operand_tensor_factor(g.b);
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
-  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; w < total; w += warps) {
-    const int64_t m = w < from_a ? special_a[1 + w / N] : (w - from_a) % M;
-    const int64_t n = w < from_a ? w % N : special_b[1 + (w - from_a) / M];
+  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; w < ca * cb; w += warps) {
+    const int64_t m = special_a[1 + w / cb], n = special_b[1 + w % cb];
     double acc = 0.0;
     for (int64_t k = lane; k < K; k += 32) acc += num::operand_value(g.a, m, k) * num::operand_value(g.b, n, k);
     for (int off = 16; off; off >>= 1) acc += __shfl_xor_sync(kFull, acc, off);
     if (lane == 0) store_rounded(g.d, m * N + n, g.out_dtype, scale * acc + (g.bias ? double(g.bias[n]) : 0.0));
   }
+}
+
+void fix_special_rows(const GemmArgs& g, const Sm90Args& s, cudaStream_t stream) {
+  const unsigned ctas = unsigned(2 * sm_count()), threads = 256;
+  if (s.a.bf16) {
+    special_rows_kernel<true, true><<<ctas, threads, 0, stream>>>(g, g.a, s.a.special, s.b);
+    special_rows_kernel<false, true><<<ctas, threads, 0, stream>>>(g, g.b, s.b.special, s.a);
+  } else {
+    special_rows_kernel<true, false><<<ctas, threads, 0, stream>>>(g, g.a, s.a.special, s.b);
+    special_rows_kernel<false, false><<<ctas, threads, 0, stream>>>(g, g.b, s.b.special, s.a);
+  }
+  special_pairs_kernel<<<ctas, threads, 0, stream>>>(g, s.a.special, s.b.special);
+  FP4_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace
@@ -127,8 +223,7 @@ void gemm(const GemmArgs& g, cudaStream_t stream) {
   }
   const Sm90Args s = fold_operands(g, ws, stream);
   sm90_gemm(s, stream);
-  special_rows_kernel<<<unsigned(2 * sm_count()), 256, 0, stream>>>(g, s.a.special, s.b.special);
-  FP4_CUDA_CHECK(cudaGetLastError());
+  fix_special_rows(g, s, stream);
 }
 
 }  // namespace fp4gemm::cuda

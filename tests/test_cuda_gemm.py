@@ -165,6 +165,38 @@ def test_block_outside_the_fp8_window_is_exact():
         assert_acceptance(fp4gemm.gemm(qa, qb, out_dtype=out_dtype, mma=mma), want, fp8=mma == "fp8")
 
 
+@pytest.mark.parametrize("mma", ["fp8", "bf16"])
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32])
+def test_many_special_rows_in_both_operands(mma, out_dtype):
+    """Gradient-like operands: every third row of A (50: groups of four and a remainder) has one block
+    2^-30 below the rest, and 20 rows of B one block 2^-40 below; the FP8 fold can carry neither. Some
+    outputs are made of the small blocks alone (B rows nonzero only in A's small block, A rows nonzero
+    only in B's), so a fixup that lost them, or put a row in the wrong place, fails."""
+    m, n, k = 150, 136, 480          # 15 blocks, 30 lane units: some lanes idle
+    a, b = operands("random", m, n, k, seed=11)
+    a, b = a.float(), b.float()
+    special_a = torch.arange(m, device=DEV) % 3 == 0
+    special_b = torch.arange(n, device=DEV) % 7 == 3
+    only_a_small = (torch.arange(n, device=DEV) % 4 == 0) & ~special_b
+    only_b_small = (torch.arange(m, device=DEV) % 5 == 1) & ~special_a
+    a[special_a, 64:96] *= 2.0 ** -30
+    b[special_b, 160:192] *= 2.0 ** -40
+    b[only_a_small] = torch.where((torch.arange(k, device=DEV) // 32 == 2), b[only_a_small], 0.0)
+    a[only_b_small] = torch.where((torch.arange(k, device=DEV) // 32 == 5), a[only_b_small], 0.0)
+    qa, qb = fp4gemm.quantize(a, "mxfp4"), fp4gemm.quantize(b, "mxfp4")
+    bias = torch.randn(n, device=DEV)
+    want = reference(qa, qb, -1.5, bias)
+    d = fp4gemm.gemm(qa, qb, alpha=-1.5, bias=bias, out_dtype=out_dtype, mma=mma)
+    assert_acceptance(d, want, fp8=mma == "fp8")
+    # The outputs made of the small blocks alone (no bias to hide them): exact sums, rounded once.
+    d = fp4gemm.gemm(qa, qb, alpha=-1.5, out_dtype=out_dtype, mma=mma)
+    want = reference(qa, qb, -1.5).as_subclass(torch.Tensor)
+    for rows, cols in ((special_a, only_a_small), (only_b_small, special_b)):
+        part = want[rows][:, cols]
+        assert (part.abs() > 0).float().mean() > 0.9 and part.abs().max() < 2.0 ** -20
+        assert torch.equal(d[rows][:, cols], part.to(out_dtype))
+
+
 def test_nan_block_scale_gives_nan_row():
     a, b = operands("random", 16, 64, 128, seed=2)
     qa, qb = fp4gemm.quantize(a, "mxfp4"), fp4gemm.quantize(b, "mxfp4")
