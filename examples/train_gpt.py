@@ -382,8 +382,10 @@ def report(out: pathlib.Path) -> str:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     lo = min(r["final_val_loss"] for r in runs)
-    axes[0].set_ylim(lo - 0.05, lo + 0.6)
-    axes[1].set_ylim(lo - 0.15, lo + 0.6)
+    second = [val[1][1] for val in (read_csv(out / f"{r['run']}.csv")[0] for r in runs) if len(val) > 1]
+    hi = max(second) if second else lo + 0.6   # from the second evaluation down
+    axes[0].set_ylim(lo - 0.05, hi)
+    axes[1].set_ylim(lo - 0.15, hi)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
