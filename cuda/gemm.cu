@@ -1,5 +1,6 @@
-// One GPU GEMM call (SPEC.md 4-5): fold both operands into their GEMM-ready form, run the Hopper
-// tensor-core GEMM, then recompute the outputs of the special rows (gemm_operand.cuh) exactly.
+// One GPU GEMM call (SPEC.md 4-5), dispatched by the device's compute capability (gemm_path, api.cpp).
+// Hopper: fold both operands into their GEMM-ready form, run the tensor-core GEMM, then recompute the
+// outputs of the special rows (gemm_operand.cuh) exactly. Blackwell: gemm_native.cu.
 // Stream-ordered throughout: no host synchronization, so it can be captured in a CUDA graph.
 #include <algorithm>
 #include <cstdlib>
@@ -20,9 +21,14 @@ struct Plan {
   size_t a_data, b_data, a_factor, b_factor, a_special, b_special, cutlass, total;
 };
 
+GemmPath path_here(const GemmArgs& g) {
+  const int cc = cuda_capability();
+  return gemm_path(g, cc / 10, cc % 10);
+}
+
 Sm90Args sm90_args(const GemmArgs& g) {
   Sm90Args s;
-  const bool bf16 = folds_to_bf16(g.a.fmt, g.mma);
+  const bool bf16 = path_here(g) == GemmPath::Sm90BF16;
   s.a = GemmOperand{nullptr, nullptr, nullptr, g.a.rows, g.a.k, bf16};
   s.b = GemmOperand{nullptr, nullptr, nullptr, g.b.rows, g.b.k, bf16};
   s.alpha = g.alpha;
@@ -175,9 +181,14 @@ void fix_special_rows(const GemmArgs& g, const Sm90Args& s, cudaStream_t stream)
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
+bool native(GemmPath p) { return p == GemmPath::Sm100FP4 || p == GemmPath::Sm120FP4; }
+
 }  // namespace
 
-size_t gemm_workspace_size(const GemmArgs& g) { return plan(g, sm90_args(g)).total; }
+size_t gemm_workspace_size(const GemmArgs& g) {
+  const GemmPath p = path_here(g);
+  return native(p) ? native_workspace_size(g, p) : plan(g, sm90_args(g)).total;
+}
 
 size_t sm90_workspace_size(const Sm90Args& s) {
   const bool small = s.tile == Sm90Tile::Small;
@@ -220,6 +231,10 @@ void gemm(const GemmArgs& g, cudaStream_t stream) {
   if (!ws) {
     FP4_CUDA_CHECK(cudaMallocAsync(&owned.ptr, gemm_workspace_size(g), stream));
     ws = owned.ptr;
+  }
+  if (const GemmPath p = path_here(g); native(p)) {
+    native_gemm(g, p, ws, stream);
+    return;
   }
   const Sm90Args s = fold_operands(g, ws, stream);
   sm90_gemm(s, stream);

@@ -67,8 +67,6 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
   const int64_t units = q.k / kUnit;
   const auto* codes = reinterpret_cast<const uint2*>(q.data);
   auto* dst = static_cast<uint4*>(out.data);
-  const auto* bytes = static_cast<const uint8_t*>(q.scale);
-  const int64_t mx_blocks = q.k / num::kMxBlock;
   const double nv_factor = q.fmt == Format::NVFP4 ? num::operand_tensor_factor(q) : 0.0;
   for (int64_t row = blockIdx.x * int64_t(kWarpsPerCta) + (threadIdx.x >> 5); row < q.rows;
        row += int64_t(gridDim.x) * kWarpsPerCta) {
@@ -80,7 +78,7 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
     if (q.fmt == Format::MXFP4) {
       bool nan = false;
       for (int64_t u = lane; u < units; u += 32) {
-        const unsigned s = bytes[row * mx_blocks + u / 2];
+        const unsigned s = num::operand_scale(q, row, u * kUnit);
         nan |= s == num::kE8M0NaN;
         if (s != num::kE8M0NaN && s > top && nonzero(src[u])) top = s;
       }
@@ -98,7 +96,7 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
       uint4* o = line + u * kOutPerUnit;
       int d = 0;  // fp4_row: the codes themselves
       if (q.fmt == Format::MXFP4) {
-        const unsigned s = bytes[row * mx_blocks + u / 2];
+        const unsigned s = num::operand_scale(q, row, u * kUnit);
         if (s == num::kE8M0NaN) {
           below = true;  // a NaN block: the fixup writes the row's NaN outputs
           c = make_uint2(0u, 0u);

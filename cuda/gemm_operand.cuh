@@ -29,9 +29,6 @@ constexpr int kWindowHigh = 6;       // 6 * 2^6 = 384 <= 448: the largest block 
 constexpr int kWindowLowE4M3 = -8;   // 0.5 * 2^-8 = 2^-9, the smallest E4M3 subnormal
 constexpr int kWindowLowBF16 = -132; // 0.5 * 2^-132 = 2^-133, the smallest BF16 subnormal
 
-// The operand type `mma` resolves to for these formats.
-inline bool folds_to_bf16(Format fmt, Mma mma) { return fmt == Format::NVFP4 || mma == Mma::BF16; }
-
 void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream);
 
 // The tensor-core GEMM of two folded operands:

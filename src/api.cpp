@@ -55,6 +55,7 @@ void check_operand(const QuantizedIn& q, const char* name) {
   if (!q.scale) bad(n + ".scale", "null pointer");
   if (q.rows <= 0 || q.k <= 0) bad(n, "empty operand");
   if (q.fmt == Format::NVFP4 && !q.amax) bad(n + ".amax", "nvfp4 operands need their tensor amax");
+  if (q.scale_blocked && q.fmt == Format::FP4Row) bad(n + ".scale_blocked", "per-row scales have no blocked layout");
   const int64_t bs = q.fmt == Format::FP4Row ? 16 : block_size(q.fmt);
   if (q.k % bs != 0) bad(n, "K=" + std::to_string(q.k) + " is not a multiple of " + std::to_string(bs));
 }
@@ -64,21 +65,16 @@ void check_device(bool device) {
     throw std::runtime_error("fp4gemm: CUDA path requested, but fp4gemm was built without CUDA or no GPU is present");
 }
 
-void check_gemm(const GemmArgs& args, bool device) {
-  check_operand(args.a, "a");
-  check_operand(args.b, "b");
-  if (args.a.k != args.b.k)
-    bad("b", "K=" + std::to_string(args.b.k) + " does not match a's K=" + std::to_string(args.a.k));
-  if (int(args.out_dtype) < 0 || int(args.out_dtype) > 2) bad("out_dtype", "must be float32, float16 or bfloat16");
-  if (!device) return;
-  check_device(device);
+bool is_native(GemmPath p) { return p == GemmPath::Sm100FP4 || p == GemmPath::Sm120FP4; }
+const char* arch_name(GemmPath p) { return p == GemmPath::Sm100FP4 ? "sm_100a" : "sm_120a"; }
+
+// The GPU checks every path shares.
+void check_gpu_gemm(const GemmArgs& args) {
   if ((args.a.fmt == Format::NVFP4) != (args.b.fmt == Format::NVFP4))
     bad("b.fmt", std::string("the GPU GEMM takes two nvfp4 operands or two of mxfp4 / fp4_row, got ") +
                      fmt_name(args.a.fmt) + " x " + fmt_name(args.b.fmt));
   if (args.c) bad("c", "the GPU GEMM does not take a C operand yet");
-  if (int(args.mma) < 0 || int(args.mma) > 2) bad("mma", "must be auto, fp8 or bf16");
-  if (args.mma == Mma::FP8 && args.a.fmt == Format::NVFP4)
-    bad("mma", "nvfp4 operands need bf16 tensor cores: q * s_b has up to 6 significant bits, E4M3 holds 4");
+  if (int(args.mma) < 0 || int(args.mma) > 3) bad("mma", "must be auto, fp8, bf16 or fp4");
   const int64_t limit = int64_t(1) << 31;
   if (args.a.rows >= limit || args.b.rows >= limit || args.a.k >= limit)
     bad("a", "M, N and K must each be below 2^31 on the GPU");
@@ -90,6 +86,38 @@ void check_gemm(const GemmArgs& args, bool device) {
                  " for this output dtype on the GPU (16-byte rows for the TMA store)");
 }
 
+// What the Blackwell kernels need beyond check_gpu_gemm ("" or the reason).
+std::string native_rules(const GemmArgs& args) {
+  if (args.a.k % 32)
+    return "a: K=" + std::to_string(args.a.k) +
+           " must be a multiple of 32 for the Blackwell kernels (16-byte rows of E2M1 codes for TMA)";
+  for (auto [q, name] : {std::pair{&args.a, "a.scale"}, std::pair{&args.b, "b.scale"}})
+    if (q->scale_blocked && reinterpret_cast<uintptr_t>(q->scale) % 16)
+      return std::string(name) + ": blocked scales must be 16-byte aligned for the Blackwell kernels (TMA)";
+  return "";
+}
+
+// Checks of every path, CPU included.
+void check_shapes(const GemmArgs& args) {
+  check_operand(args.a, "a");
+  check_operand(args.b, "b");
+  if (args.a.k != args.b.k)
+    bad("b", "K=" + std::to_string(args.b.k) + " does not match a's K=" + std::to_string(args.a.k));
+  if (int(args.out_dtype) < 0 || int(args.out_dtype) > 2) bad("out_dtype", "must be float32, float16 or bfloat16");
+}
+
+void check_gemm(const GemmArgs& args, bool device) {
+  check_shapes(args);
+  if (!device) return;
+  check_device(device);
+  check_gpu_gemm(args);
+  const int cc = cuda_capability();
+  const GemmPath path = gemm_path(args, cc / 10, cc % 10);
+  if (is_native(path)) {
+    const std::string why = native_rules(args);
+    if (!why.empty()) throw std::invalid_argument(why);
+  }
+}
 
 #ifdef FP4GEMM_WITH_CUDA
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
@@ -176,10 +204,93 @@ void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int
   cpu::hadamard_transform(x, dtype, rows, K, ld, g, signs, out);
 }
 
+GemmPath gemm_path(const GemmArgs& args, int cc_major, int cc_minor) {
+  if (int(args.mma) < 0 || int(args.mma) > 3) bad("mma", "must be auto, fp8, bf16 or fp4");
+  const std::string cc = std::to_string(cc_major) + "." + std::to_string(cc_minor);
+  const bool nv = args.a.fmt == Format::NVFP4;
+  if (cc_major == 9 && cc_minor == 0) {
+    if (args.mma == Mma::FP4)
+      bad("mma", "'fp4' runs the Blackwell block-scaled FP4 kernels (compute capability 10.0 or 12.0); this GPU is " +
+                     cc + " (Hopper): use 'auto', 'fp8' or 'bf16'");
+    if (args.mma == Mma::FP8 && nv)
+      bad("mma", "nvfp4 operands need bf16 tensor cores: q * s_b has up to 6 significant bits, E4M3 holds 4");
+    return nv || args.mma == Mma::BF16 ? GemmPath::Sm90BF16 : GemmPath::Sm90FP8;
+  }
+  if ((cc_major == 10 || cc_major == 12) && cc_minor == 0) {
+    if (args.mma == Mma::FP8 || args.mma == Mma::BF16)
+      bad("mma", std::string("'") + (args.mma == Mma::FP8 ? "fp8" : "bf16") +
+                     "' selects the Hopper (sm_90a) emulation kernels, which cannot run on compute capability " + cc +
+                     ": use 'auto' or 'fp4'");
+    return cc_major == 10 ? GemmPath::Sm100FP4 : GemmPath::Sm120FP4;
+  }
+  bad("a", "on a GPU of compute capability " + cc +
+               ", for which fp4gemm has no GEMM kernels (9.0: Hopper emulation; 10.0: sm_100a and 12.0: sm_120a "
+               "native FP4); move the operands to the CPU for the reference GEMM");
+}
+
+std::string native_gemm_check(const GemmArgs& args, GemmPath path) {
+  if (!is_native(path)) bad("path", "not a Blackwell path (Sm100FP4 or Sm120FP4)");
+  try {
+    check_shapes(args);
+    check_gpu_gemm(args);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  std::string why = native_rules(args);
+  if (why.empty() && built_with_path(path)) {
+    why = native_cutlass_can_implement(args, path);
+    if (!why.empty()) why = std::string("a: CUTLASS ") + arch_name(path) + " kernel cannot run this problem: " + why;
+  }
+  return why;
+}
+
+std::string native_cutlass_can_implement(const GemmArgs& args, GemmPath path) {
+  if (!is_native(path)) bad("path", "not a Blackwell path (Sm100FP4 or Sm120FP4)");
+  if (!built_with_path(path))
+    throw std::runtime_error(std::string("fp4gemm: this build has no ") + arch_name(path) + " GEMM kernels");
+#ifdef FP4GEMM_WITH_CUDA
+  return cuda::native_can_implement(args, path);
+#else
+  (void)args;
+  return "";  // unreachable: built_with_path is false without CUDA
+#endif
+}
+
+std::vector<int64_t> native_scale_offsets(GemmPath path, Format fmt, int64_t rows, int64_t k, bool operand_b) {
+  if (!is_native(path)) bad("path", "not a Blackwell path (Sm100FP4 or Sm120FP4)");
+  if (fmt == Format::FP4Row) bad("fmt", "per-row scales have no blocked layout");
+  if (rows <= 0 || k <= 0 || k % block_size(fmt)) bad("k", "rows and k must be positive, k a multiple of the block");
+  if (!built_with_path(path))
+    throw std::runtime_error(std::string("fp4gemm: this build has no ") + arch_name(path) + " GEMM kernels");
+#ifdef FP4GEMM_WITH_CUDA
+  return cuda::native_scale_offsets(path, fmt, rows, k, operand_b);
+#else
+  (void)operand_b;
+  return {};  // unreachable: built_with_path is false without CUDA
+#endif
+}
+
+bool built_with_path(GemmPath path) {
+  switch (path) {
+#ifdef FP4GEMM_WITH_CUDA
+    case GemmPath::Sm90FP8:
+    case GemmPath::Sm90BF16: return true;
+#endif
+#ifdef FP4GEMM_WITH_SM100
+    case GemmPath::Sm100FP4: return true;
+#endif
+#ifdef FP4GEMM_WITH_SM120
+    case GemmPath::Sm120FP4: return true;
+#endif
+    default: return false;
+  }
+}
+
 void hadamard_signs_from_seed(uint64_t seed, uint32_t out[8]) { num::hadamard_sign_bits(seed, out); }
 
 #ifndef FP4GEMM_WITH_CUDA
 bool cuda_available() { return false; }
+int cuda_capability() { return 0; }
 #endif
 
 }  // namespace fp4gemm

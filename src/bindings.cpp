@@ -28,7 +28,10 @@ PYBIND11_MODULE(_C, m) {
       .value("Quest", ScaleRule::Quest).value("TE", ScaleRule::TE).value("Torchao", ScaleRule::Torchao)
       .value("Pow2", ScaleRule::Pow2).value("Amax", ScaleRule::Amax);
   py::enum_<Rounding>(m, "Rounding").value("RTN", Rounding::RTN).value("SR", Rounding::SR);
-  py::enum_<Mma>(m, "Mma").value("Auto", Mma::Auto).value("FP8", Mma::FP8).value("BF16", Mma::BF16);
+  py::enum_<Mma>(m, "Mma").value("Auto", Mma::Auto).value("FP8", Mma::FP8).value("BF16", Mma::BF16).value("FP4", Mma::FP4);
+  py::enum_<GemmPath>(m, "GemmPath")
+      .value("Sm90FP8", GemmPath::Sm90FP8).value("Sm90BF16", GemmPath::Sm90BF16)
+      .value("Sm100FP4", GemmPath::Sm100FP4).value("Sm120FP4", GemmPath::Sm120FP4);
   py::enum_<DType>(m, "DType").value("F32", DType::F32).value("F16", DType::F16).value("BF16", DType::BF16);
 
   py::class_<QuantizeConfig>(m, "QuantizeConfig")
@@ -63,7 +66,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("global_scale", &QuantizedIn::global_scale)
       .FP4_PTR_FIELD(QuantizedIn, amax, const float)
       .def_readwrite("rows", &QuantizedIn::rows)
-      .def_readwrite("k", &QuantizedIn::k);
+      .def_readwrite("k", &QuantizedIn::k)
+      .def_readwrite("scale_blocked", &QuantizedIn::scale_blocked);
 
   py::class_<GemmArgs>(m, "GemmArgs")
       .def(py::init<>())
@@ -104,6 +108,19 @@ PYBIND11_MODULE(_C, m) {
       "gemm", [](const GemmArgs& a, bool device, uintptr_t stream) { gemm(a, device, ptr<void>(stream)); },
       py::arg("args"), py::arg("device") = false, py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
   m.def("gemm_workspace_size", &gemm_workspace_size, py::arg("args"), py::arg("device") = false);
+  m.def("gemm_path", &gemm_path, py::arg("args"), py::arg("cc_major"), py::arg("cc_minor"));
+  m.def("native_gemm_check", &native_gemm_check, py::arg("args"), py::arg("path"));
+  m.def("native_cutlass_can_implement", &native_cutlass_can_implement, py::arg("args"), py::arg("path"));
+  m.def("built_with_path", &built_with_path, py::arg("path"));
+  m.def("native_scale_offsets", &native_scale_offsets, py::arg("path"), py::arg("fmt"), py::arg("rows"), py::arg("k"),
+        py::arg("operand_b"));
+  m.def("built_with_cuda", [] {
+#ifdef FP4GEMM_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  });
   m.def("blocked_size", &blocked_size);
   m.def(
       "scales_to_blocked",
@@ -130,4 +147,5 @@ PYBIND11_MODULE(_C, m) {
     return out;
   });
   m.def("cuda_available", &cuda_available);
+  m.def("cuda_capability", &cuda_capability);
 }

@@ -19,7 +19,10 @@ import fp4gemm
 import reference as ref
 from test_gemm import as_ref, ulp
 
-pytestmark = pytest.mark.cuda
+# The Hopper emulation kernels (sm_90a) run on compute capability 9.0 only; test_cuda_native.py
+# covers Blackwell. The helpers below serve both.
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(fp4gemm._C.cuda_capability() != 90,
+                                                   reason="the Hopper GEMMs need compute capability 9.0")]
 DEV = "cuda"
 
 
@@ -262,3 +265,22 @@ def test_bad_gpu_gemm_inputs():
     shifted.copy_(codes)
     with pytest.raises(ValueError, match="a.data"):
         fp4gemm.gemm(dataclasses.replace(qa, qdata=shifted.view(qa.qdata.dtype)), qb)
+
+
+@pytest.mark.parametrize("fmt,mma", [("mxfp4", "fp8"), ("mxfp4", "bf16"), ("nvfp4", "auto")])
+@pytest.mark.parametrize("m,n,k", [(200, 136, 4128), (1, 8, 96), (130, 40, 160)])
+def test_blocked_scale_operands(fmt, mma, m, n, k):
+    """Operands with scales in the 128x4 blocked layout (read in place by the fold) give the
+    canonical operands' output bit for bit."""
+    a, b = operands("outliers", m, n, k)
+    qa, qb = fp4gemm.quantize(a, fmt), fp4gemm.quantize(b, fmt)
+    xa, xb = fp4gemm.quantize(a, fmt, scale_layout="blocked"), fp4gemm.quantize(b, fmt, scale_layout="blocked")
+    want = fp4gemm.gemm(qa, qb, out_dtype=torch.float32, mma=mma)
+    for x, y in ((xa, xb), (qa, xb), (xa, qb)):
+        assert torch.equal(fp4gemm.gemm(x, y, out_dtype=torch.float32, mma=mma), want)
+
+
+def test_blackwell_path_is_refused_on_hopper():
+    q = fp4gemm.quantize(torch.randn(8, 64, device=DEV), "mxfp4")
+    with pytest.raises(ValueError, match="mma: 'fp4' runs the Blackwell"):
+        fp4gemm.gemm(q, q, mma="fp4")

@@ -142,10 +142,16 @@ def test_uses_the_current_stream():
 
 
 @pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
-def test_blocked_scales_match_cpu(fmt):
-    x = inputs("heavy", (320, 768), torch.bfloat16)
-    kw = dict(fmt=fmt, scale_layout="blocked", columnwise=True, rounding="sr", seed=9)
+@pytest.mark.parametrize("shape", [(320, 768), (130, 160), (1, 96), (257, 32), (128, 512), (77, 4128)])
+def test_blocked_scales_match_cpu(fmt, shape):
+    """Rowwise and columnwise, rows not a multiple of 128, scale columns not a multiple of 4 (160 / 32
+    = 5, 96 / 16 = 6, ...): GPU bytes == CPU bytes, and == layout.to_blocked of the canonical scales."""
+    x = inputs("heavy", shape, torch.bfloat16)
+    kw = dict(fmt=fmt, scale_layout="blocked", columnwise=shape[0] % 32 == 0, rounding="sr", seed=9)
     qc, qg = fp4gemm.quantize(x, **kw), fp4gemm.quantize(x.cuda(), **kw)
-    for a, b in ((qc, qg), (qc.columnwise, qg.columnwise)):
+    canonical = fp4gemm.quantize(x, **{**kw, "scale_layout": "canonical"})
+    pairs = [(qc, qg, canonical)] + ([(qc.columnwise, qg.columnwise, canonical.columnwise)] if kw["columnwise"] else [])
+    for a, b, c in pairs:
         assert torch.equal(a.scale.view(torch.uint8), b.scale.view(torch.uint8).cpu())
+        assert torch.equal(b.scale.view(torch.uint8).cpu(), fp4gemm.to_blocked(c.scale).view(torch.uint8))
         assert torch.equal(a.codes(), b.codes().cpu())

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace fp4gemm {
 
@@ -16,11 +17,16 @@ enum class DType : int { F32 = 0, F16 = 1, BF16 = 2 };
 // Which way the blocks run: along the last dimension of the 2D input view (rowwise), or along the
 // first (columnwise: the output is the quantization of the transpose, as the wgrad GEMM needs).
 enum class Direction : int { Rowwise = 0, Columnwise = 1 };
-// Tensor-core operand type of the Hopper GEMM (SPEC.md 5). Auto: FP8 for mxfp4 / fp4_row, BF16 for
-// nvfp4. FP8 runs at FP8 speed; its accumulation is promoted to fp32 every 128 K, and inside those
+// Tensor-core operand type of the GPU GEMM (SPEC.md 5), which also picks the kernel family.
+// Hopper (compute capability 9.0) emulates FP4 exactly: FP8 or BF16 operands with the block scales
+// folded in. FP8 runs at FP8 speed; its accumulation is promoted to fp32 every 128 K, and inside those
 // chunks Hopper's FP8 accumulator keeps fewer bits than fp32 (docs/numerics.md). BF16 holds every
 // folded value exactly and accumulates in fp32, at BF16 speed.
-enum class Mma : int { Auto = 0, FP8 = 1, BF16 = 2 };
+// FP4: Blackwell's block-scaled FP4 tensor cores on the operands as quantized (10.0: sm_100a,
+// 12.0: sm_120a). Auto: FP4 on Blackwell; on Hopper FP8 for mxfp4 / fp4_row, BF16 for nvfp4.
+enum class Mma : int { Auto = 0, FP8 = 1, BF16 = 2, FP4 = 3 };
+// The GPU GEMM implementations (cuda/gemm_sm90*, cuda/gemm_sm100.cu, cuda/gemm_sm120.cu).
+enum class GemmPath : int { Sm90FP8 = 0, Sm90BF16 = 1, Sm100FP4 = 2, Sm120FP4 = 3 };
 
 // Elements per scale block along K (K = the whole row for per-row FP4).
 int block_size(Format fmt);
@@ -60,6 +66,7 @@ struct QuantizedIn {
   double global_scale = 1.0;      // tensor-level factor other than NVFP4's amax: 4/3 with prescale
   const float* amax = nullptr;    // NVFP4: the tensor amax (1 float, in the operand's memory space)
   int64_t rows = 0, k = 0;
+  bool scale_blocked = false;     // MX/NV: scales in the 128x4 blocked layout (blocked_size bytes)
 };
 
 // Quantize the 2D view x[R, C] (row stride ld elements, unit column stride) of dtype `dtype`.
@@ -94,6 +101,25 @@ struct GemmArgs {
 size_t gemm_workspace_size(const GemmArgs& args, bool device);
 void gemm(const GemmArgs& args, bool device, void* stream);
 
+// The GPU GEMM that runs these arguments on a device of compute capability major.minor: 9.0 the
+// Hopper emulation (Sm90FP8 / Sm90BF16 by mma and format), 10.0 Sm100FP4, 12.0 Sm120FP4. Throws
+// std::invalid_argument naming `mma` when it asks for a kernel family that device cannot run, and
+// naming `a` when no fp4gemm GPU GEMM exists for the device (the CPU path still does).
+GemmPath gemm_path(const GemmArgs& args, int cc_major, int cc_minor);
+// The host-side checks of a Blackwell path for these arguments, without a GPU: "" when the kernel can
+// run them, else the reason (starting with the argument's name). fp4gemm's own rules (formats, K, N,
+// alignment of data and blocked scales), then, in a build with that kernel, CUTLASS's can_implement.
+std::string native_gemm_check(const GemmArgs& args, GemmPath path);
+// CUTLASS's can_implement alone for a Blackwell path ("" = yes, else CUTLASS's status string); throws
+// std::runtime_error when this build does not contain that kernel.
+std::string native_cutlass_can_implement(const GemmArgs& args, GemmPath path);
+// The Blackwell kernels this build contains (compiled for sm_100a / sm_120a).
+bool built_with_path(GemmPath path);
+// Where the Blackwell kernel of `path` reads block scale (r, c) of a rows x k operand (A, or B when
+// operand_b): byte offsets, row-major over (r, c), from CUTLASS's own scale-factor layout (host code;
+// a build with that kernel). To hold against the blocked layout the quantizers write.
+std::vector<int64_t> native_scale_offsets(GemmPath path, Format fmt, int64_t rows, int64_t k, bool operand_b);
+
 // Scale layout conversions, canonical row-major [rows, cols] bytes <-> the 128x4 "blocked" layout
 // of cuBLAS / CUTLASS sm100 (rows padded to 128, cols to 4, padding zero).
 int64_t blocked_size(int64_t rows, int64_t cols);
@@ -109,5 +135,7 @@ void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int
 void hadamard_signs_from_seed(uint64_t seed, uint32_t out[8]);
 
 bool cuda_available();  // built with CUDA and a device is present
+// Compute capability of the current CUDA device as 10 * major + minor (e.g. 90, 100, 120); 0 without one.
+int cuda_capability();
 
 }  // namespace fp4gemm

@@ -334,6 +334,15 @@ struct Codec {
   }
 };
 
+// ---------------------------------------------------------------- scale layouts
+// Byte offset of scale (r, c) of a [rows, cols] scale matrix in the 128x4 blocked layout of cuBLAS /
+// CUTLASS sm100: 512-byte tiles of 128 rows x 4 columns, tiles of one 128-row group in K order, then the
+// next group; inside a tile (r, c) sits at 16 * (r % 32) + 4 * ((r % 128) / 32) + c % 4.
+FP4_HD int64_t blocked_offset(int64_t r, int64_t c, int64_t cols) {
+  const int64_t col_tiles = (cols + 3) / 4;
+  return ((r / 128) * col_tiles + c / 4) * 512 + 16 * (r % 32) + 4 * ((r % 128) / 32) + c % 4;
+}
+
 // Element (r, k) of a quantized operand: its E2M1 code, and its scale (the block's byte, or the fp32
 // bits of the row scale).
 FP4_HD uint8_t operand_code(const QuantizedIn& q, int64_t r, int64_t k) {
@@ -342,8 +351,8 @@ FP4_HD uint8_t operand_code(const QuantizedIn& q, int64_t r, int64_t k) {
 }
 FP4_HD uint32_t operand_scale(const QuantizedIn& q, int64_t r, int64_t k) {
   if (q.fmt == Format::FP4Row) return f32_bits(static_cast<const float*>(q.scale)[r]);
-  const int bs = block_size_of(q.fmt);
-  return static_cast<const uint8_t*>(q.scale)[r * (q.k / bs) + k / bs];
+  const int64_t bs = block_size_of(q.fmt), nb = q.k / bs;
+  return static_cast<const uint8_t*>(q.scale)[q.scale_blocked ? blocked_offset(r, k / bs, nb) : r * nb + k / bs];
 }
 // The block (or row) scale alone, exact: E8M0, E4M3 or fp32. NVFP4's tensor factor is not included.
 FP4_HD double block_scale_value(Format fmt, uint32_t scale) {
@@ -379,15 +388,6 @@ FP4_HD double tensor_factor(Format fmt, ScaleRule rule, float amax, double globa
 // The tensor factor of a quantized operand (its amax is read where the operand lives).
 FP4_HD double operand_tensor_factor(const QuantizedIn& q) {
   return tensor_factor(q.fmt, q.scale_rule, q.fmt == Format::NVFP4 ? *q.amax : 0.0f, q.global_scale);
-}
-
-// ---------------------------------------------------------------- scale layouts
-// Byte offset of scale (r, c) of a [rows, cols] scale matrix in the 128x4 blocked layout of cuBLAS /
-// CUTLASS sm100: 512-byte tiles of 128 rows x 4 columns, tiles of one 128-row group in K order, then the
-// next group; inside a tile (r, c) sits at 16 * (r % 32) + 4 * ((r % 128) / 32) + c % 4.
-FP4_HD int64_t blocked_offset(int64_t r, int64_t c, int64_t cols) {
-  const int64_t col_tiles = (cols + 3) / 4;
-  return ((r / 128) * col_tiles + c / 4) * 512 + 16 * (r % 32) + 4 * ((r % 128) / 32) + c % 4;
 }
 
 // ---------------------------------------------------------------- Philox4x32-10

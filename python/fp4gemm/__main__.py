@@ -1,5 +1,6 @@
-"""python -m fp4gemm [report | gradcheck]: the numerics of every FP4 mode on a realistic sample, or each
-training recipe's gradients against BF16 and the exact gradient."""
+"""python -m fp4gemm [report | gradcheck | selftest]: the numerics of every FP4 mode on a realistic sample,
+each training recipe's gradients against BF16 and the exact gradient, or every GPU kernel of this build
+that this GPU can run against the CPU reference (exit status 1 on a failure)."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,13 @@ def main(argv=None) -> None:
     gc.add_argument("--recipes", default="tseng,quartet,nvfp4,microsoft", help="comma-separated names")
     gc.add_argument("--plot", default="gradcheck.png", help="PNG path for the plot ('' for none; needs matplotlib)")
     gc.add_argument("--device", default=None)
+    st = sub.add_parser("selftest", help="every GPU path this device can run vs the CPU reference; exit 1 on failure")
+    st.add_argument("--device", default=None, help="cuda (default when available) or cpu (the CPU standing in "
+                                                   "for the GPU: tests this command itself)")
     args = p.parse_args(argv)
+    if args.cmd == "selftest":
+        from . import selftest
+        raise SystemExit(selftest.main(args.device))
     from . import _C
     device = args.device or ("cuda" if _C.cuda_available() and torch.cuda.is_available() else "cpu")
     if args.cmd == "gradcheck":

@@ -16,10 +16,18 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
 
     accumulate: None = the device's own: float64 sums on the CPU (the exact reference), fp32 tensor
     cores on the GPU (SPEC.md 5). "float64" is CPU-only; "float32" on the CPU = sequential fp32 sums.
-    mma (GPU): the tensor-core operand type. "auto" = "fp8" for mxfp4 / fp4_row (FP8 speed; Hopper's FP8
-    accumulator keeps fewer bits than fp32 between the promotions every 128 K, which shows on inputs
-    with outlier channels: docs/numerics.md), "bf16" for nvfp4; "bf16" = every folded value exact and
-    fp32 accumulation, at BF16 speed.
+    mma (GPU): the tensor-core operand type, which picks the kernel family (docs/kernels.md).
+      "auto": by the device's compute capability: 10.0 / 12.0 (Blackwell) "fp4"; 9.0 (Hopper) "fp8"
+        for mxfp4 / fp4_row, "bf16" for nvfp4; any other GPU: ValueError (CPU tensors run the CPU path).
+      "fp8" (Hopper only): exact emulation on FP8 tensor cores (FP8 speed; Hopper's FP8 accumulator
+        keeps fewer bits than fp32 between the promotions every 128 K, which shows on inputs with
+        outlier channels: docs/numerics.md). Not for nvfp4.
+      "bf16" (Hopper only): every folded value exact and fp32 accumulation, at BF16 speed.
+      "fp4" (Blackwell only: sm_100a, sm_120a): block-scaled FP4 tensor cores on the codes and scales
+        as quantized; mxfp4 / fp4_row x mxfp4 / fp4_row, or nvfp4 x nvfp4; K a multiple of 32.
+        Compiled, never run by the developers: `python -m fp4gemm selftest` checks it on your GPU.
+    A path the device cannot run is a ValueError naming `mma`. Operands with blocked scales
+    (quantize(..., scale_layout="blocked")) are read as they are on every path.
     """
     for name, q in (("qa", qa), ("qb", qb)):
         if not isinstance(q, QuantizedTensor):
@@ -35,11 +43,15 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
     if accumulate == "float64" and qa.qdata.device.type != "cpu":
         raise ValueError("accumulate: 'float64' sums run on the CPU only; the GPU accumulates in fp32 on tensor cores")
     a2 = qa.codes().reshape(-1, qa.qdata.shape[-1])
-    sa = qa.scale_bytes()
-    sa = sa.reshape(-1, sa.shape[-1])
-    d = ops.gemm_op(a2, sa, qa.amax, qa.fmt, qa.scale_rule, qa.global_scale,
-                    qb.codes(), qb.scale_bytes(), qb.amax, qb.fmt, qb.scale_rule, qb.global_scale,
-                    float(alpha), bias, out_dtype, accumulate == "float32", mma)
+
+    def scales(q):  # raw bytes in the layout they have (fp4_row: fp32 row scales)
+        s = q.scale if q.fmt == "fp4_row" else q.scale.view(torch.uint8)
+        return s.reshape(-1) if q.scale_layout == "blocked" else s.reshape(-1, s.shape[-1])
+
+    d = ops.gemm_op(a2, scales(qa), qa.amax, qa.fmt, qa.scale_rule, qa.global_scale,
+                    qb.codes(), scales(qb), qb.amax, qb.fmt, qb.scale_rule, qb.global_scale,
+                    float(alpha), bias, out_dtype, accumulate == "float32", mma,
+                    qa.scale_layout == "blocked", qb.scale_layout == "blocked")
     return d.reshape(list(qa.shape[:-1]) + [qb.shape[0]])
 
 

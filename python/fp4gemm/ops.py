@@ -16,7 +16,7 @@ from . import _C
 from .config import FORMATS, ROUNDINGS, SCALE_RULES, BLOCK
 
 _DTYPES = {torch.float32: _C.DType.F32, torch.float16: _C.DType.F16, torch.bfloat16: _C.DType.BF16}
-_MMA = {"auto": _C.Mma.Auto, "fp8": _C.Mma.FP8, "bf16": _C.Mma.BF16}
+_MMA = {"auto": _C.Mma.Auto, "fp8": _C.Mma.FP8, "bf16": _C.Mma.BF16, "fp4": _C.Mma.FP4}
 
 
 def native_dtype(t: torch.Tensor, arg: str):
@@ -141,9 +141,9 @@ def _(x, fmt, scale_rule, rounding, prescale, block_2d, hadamard, signs, col_had
 
 
 def operand(data: torch.Tensor, scale: torch.Tensor, amax: Optional[torch.Tensor], fmt: str, rule: str,
-            global_scale: float, arg: str):
+            global_scale: float, arg: str, blocked: bool = False):
     """A _C.QuantizedIn over uint8 data [rows, K/2] (leading dims flattened), fully validated: the
-    native code trusts these sizes."""
+    native code trusts these sizes. blocked: the scales are in the 128x4 layout (blocked_size bytes)."""
     if data.dtype != torch.uint8 or not data.is_contiguous() or not scale.is_contiguous():
         raise ValueError(f"{arg}: quantized data and scales must be contiguous uint8 tensors")
     if data.dim() == 0 or data.numel() == 0:
@@ -155,6 +155,10 @@ def operand(data: torch.Tensor, scale: torch.Tensor, amax: Optional[torch.Tensor
         if k % BLOCK[fmt]:
             raise ValueError(f"{arg}: K={k} is not a multiple of the {fmt} block {BLOCK[fmt]}")
         want_dtype, want_numel = torch.uint8, rows * (k // BLOCK[fmt])
+        if blocked:
+            want_numel = _C.blocked_size(rows, k // BLOCK[fmt])
+    if blocked and fmt == "fp4_row":
+        raise ValueError(f"{arg}: per-row scales have no blocked layout")
     if scale.dtype != want_dtype or scale.numel() != want_numel or scale.device != data.device:
         raise ValueError(f"{arg}: scales must be {want_numel} {want_dtype} values on {data.device} for {rows} x {k} "
                          f"{fmt} data, got {scale.numel()} {scale.dtype} on {scale.device}")
@@ -166,6 +170,7 @@ def operand(data: torch.Tensor, scale: torch.Tensor, amax: Optional[torch.Tensor
     q.global_scale = float(global_scale)
     q.k = data.shape[-1] * 2
     q.rows = data.numel() // max(data.shape[-1], 1)
+    q.scale_blocked = blocked
     if fmt == "nvfp4":
         if amax is None or amax.numel() != 1:
             raise ValueError(f"{arg}: nvfp4 operands need their tensor amax")
@@ -193,16 +198,18 @@ def _(data, scale, amax, fmt, scale_rule, global_scale):
 def gemm_op(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.Tensor], a_fmt: str, a_rule: str,
             a_global: float, b_data: torch.Tensor, b_scale: torch.Tensor, b_amax: Optional[torch.Tensor], b_fmt: str,
             b_rule: str, b_global: float, alpha: float, bias: Optional[torch.Tensor], out_dtype: torch.dtype,
-            fp32_accumulate: bool, mma: str = "auto") -> torch.Tensor:
-    """D[M, N] = alpha * A^ B^T (+ bias): A [M, K/2], B [N, K/2] packed, K-major ("TN")."""
+            fp32_accumulate: bool, mma: str = "auto", a_blocked: bool = False,
+            b_blocked: bool = False) -> torch.Tensor:
+    """D[M, N] = alpha * A^ B^T (+ bias): A [M, K/2], B [N, K/2] packed, K-major ("TN").
+    a_blocked / b_blocked: that operand's scales are in the 128x4 blocked layout."""
     if a_data.device != b_data.device:
         raise ValueError(f"b: on {b_data.device}, but a is on {a_data.device}")
     if out_dtype not in _DTYPES:
         raise ValueError(f"out_dtype: must be float32, float16 or bfloat16, got {out_dtype}")
     on_device, stream = device_args(a_data, "a")
     args = _C.GemmArgs()
-    args.a = operand(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, "a")
-    args.b = operand(b_data, b_scale, b_amax, b_fmt, b_rule, b_global, "b")
+    args.a = operand(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, "a", a_blocked)
+    args.b = operand(b_data, b_scale, b_amax, b_fmt, b_rule, b_global, "b", b_blocked)
     args.alpha = alpha
     M, N = args.a.rows, args.b.rows
     if bias is not None:
@@ -225,7 +232,7 @@ def gemm_op(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.
 
 @gemm_op.register_fake
 def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax, b_fmt, b_rule, b_global, alpha,
-      bias, out_dtype, fp32_accumulate, mma="auto"):
+      bias, out_dtype, fp32_accumulate, mma="auto", a_blocked=False, b_blocked=False):
     M = a_data.numel() // a_data.shape[-1]
     N = b_data.numel() // b_data.shape[-1]
     return a_data.new_empty([M, N], dtype=out_dtype)
