@@ -14,11 +14,17 @@ TE_RHT_SIGNS = (1, 1, 1, -1, 1, -1, -1, -1, -1, -1, -1, 1, -1, 1, -1, -1)
 
 
 @torch._dynamo.assume_constant_result  # a pure function of its arguments: a constant under torch.compile
+def _sign_words(seed: int, g: int) -> list[int]:
+    """The 8 x 32-bit words of the signs drawn from `seed`, bit i set where sign i is -1, i < g."""
+    bits = _C.hadamard_signs_from_seed(int(seed) & (2**64 - 1))
+    return [int(bits[w]) & ((1 << max(0, min(32, g - 32 * w))) - 1) for w in range(8)]
+
+
 def hadamard_signs(seed: int, g: int) -> list[int]:
     """The RHT sign vector (+1/-1, length g) drawn from `seed` (docs/numerics.md)."""
     check_hadamard_size(g, "g")
-    bits = _C.hadamard_signs_from_seed(int(seed) & (2**64 - 1))
-    return [-1 if (bits[i >> 5] >> (i & 31)) & 1 else 1 for i in range(g)]
+    words = _sign_words(seed, g)
+    return [-1 if (words[i >> 5] >> (i & 31)) & 1 else 1 for i in range(g)]
 
 
 def check_hadamard_size(g: int, arg: str) -> None:
@@ -55,6 +61,8 @@ class Hadamard:
 
     def sign_words(self) -> list[int]:
         """The 8 x 32-bit words the kernels take: bit i set where sign i is -1."""
+        if self.signs is None and self.seed is not None:   # the hot path of every backward GEMM
+            return _sign_words(self.seed, self.g)
         words = [0] * 8
         for i, s in enumerate(self.sign_list()):
             if s < 0:
