@@ -181,13 +181,11 @@ void fix_special_rows(const GemmArgs& g, const Sm90Args& s, cudaStream_t stream)
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
-bool native(GemmPath p) { return p == GemmPath::Sm100FP4 || p == GemmPath::Sm120FP4; }
-
 }  // namespace
 
 size_t gemm_workspace_size(const GemmArgs& g) {
   const GemmPath p = path_here(g);
-  return native(p) ? native_workspace_size(g, p) : plan(g, sm90_args(g)).total;
+  return is_native(p) ? native_workspace_size(g, p) : plan(g, sm90_args(g)).total;
 }
 
 size_t sm90_workspace_size(const Sm90Args& s) {
@@ -232,7 +230,7 @@ void gemm(const GemmArgs& g, cudaStream_t stream) {
     FP4_CUDA_CHECK(cudaMallocAsync(&owned.ptr, gemm_workspace_size(g), stream));
     ws = owned.ptr;
   }
-  if (const GemmPath p = path_here(g); native(p)) {
+  if (const GemmPath p = path_here(g); is_native(p)) {
     native_gemm(g, p, ws, stream);
     return;
   }

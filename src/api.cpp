@@ -65,7 +65,6 @@ void check_device(bool device) {
     throw std::runtime_error("fp4gemm: CUDA path requested, but fp4gemm was built without CUDA or no GPU is present");
 }
 
-bool is_native(GemmPath p) { return p == GemmPath::Sm100FP4 || p == GemmPath::Sm120FP4; }
 const char* arch_name(GemmPath p) { return p == GemmPath::Sm100FP4 ? "sm_100a" : "sm_120a"; }
 
 // The GPU checks every path shares.

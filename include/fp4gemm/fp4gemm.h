@@ -27,6 +27,8 @@ enum class Direction : int { Rowwise = 0, Columnwise = 1 };
 enum class Mma : int { Auto = 0, FP8 = 1, BF16 = 2, FP4 = 3 };
 // The GPU GEMM implementations (cuda/gemm_sm90*, cuda/gemm_sm100.cu, cuda/gemm_sm120.cu).
 enum class GemmPath : int { Sm90FP8 = 0, Sm90BF16 = 1, Sm100FP4 = 2, Sm120FP4 = 3 };
+// The Blackwell paths: native block-scaled FP4 tensor cores.
+inline bool is_native(GemmPath p) { return p == GemmPath::Sm100FP4 || p == GemmPath::Sm120FP4; }
 
 // Elements per scale block along K (K = the whole row for per-row FP4).
 int block_size(Format fmt);
