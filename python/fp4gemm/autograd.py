@@ -17,10 +17,11 @@ from typing import Optional
 
 import torch
 
-from . import microsoft
-from .gemm import gemm
-from .hadamard import Hadamard, hadamard_transform
-from .quantize import fresh_seed, quantize
+from . import microsoft, ops
+from .config import resolve_rule
+from .gemm import gemm_checked
+from .hadamard import Hadamard
+from .quantize import fresh_seed, quantize_checked
 from .recipes import BF16, Gemm, Operand, Recipe, by_key
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -40,12 +41,11 @@ def _hadamard(spec: Gemm, seed: int) -> Optional[Hadamard]:
 
 
 def _quantize(t: Tensor, op: Operand, h, seed: int, columnwise: bool, clip_mask: bool = False):
-    """Quantize t along its last dimension, or (columnwise) t.reshape(-1, K).T along its first."""
-    kw = dict(fmt=op.fmt, scale_rule=op.scale_rule, rounding=op.rounding, prescale=op.prescale,
-              block_2d=op.block_2d, hadamard=h, seed=seed, clip_mask=clip_mask)
-    if columnwise:
-        return quantize(t, rowwise=False, columnwise=True, **kw)
-    return quantize(t, **kw)
+    """Quantize t along its last dimension, or (columnwise) t.reshape(-1, K).T along its first.
+    The kernels are called directly: this runs inside the linear custom ops (fp4gemm/ops.py)."""
+    return quantize_checked(t, op.fmt, resolve_rule(op.fmt, op.scale_rule), op.rounding, prescale=op.prescale,
+                            block_2d=op.block_2d, h_row=h, h_col=h, rowwise=not columnwise, columnwise=columnwise,
+                            seed=seed, clip_mask=clip_mask)
 
 
 def _qgemm(spec: Gemm, a: Tensor, a_cols: bool, b: Tensor, b_cols: bool, seeds, out_dtype, mma: str) -> Tensor:
@@ -53,7 +53,11 @@ def _qgemm(spec: Gemm, a: Tensor, a_cols: bool, b: Tensor, b_cols: bool, seeds, 
     h = _hadamard(spec, seeds[0])
     qa = _quantize(a, spec.a, h, seeds[1], a_cols)
     qb = _quantize(b, spec.b, h, seeds[2], b_cols)
-    return gemm(qa, qb, out_dtype=out_dtype, mma=mma)
+    return gemm_checked(qa, qb, out_dtype=out_dtype, mma=mma)
+
+
+def _dequantize(q) -> Tensor:
+    return ops.dequantize_native(q.codes(), q.scale_bytes(), q.amax, q.fmt, q.scale_rule, q.global_scale)
 
 
 def _keep(bits: Tensor) -> Tensor:
@@ -82,11 +86,11 @@ def _forward(x2: Tensor, w: Tensor, bias: Optional[Tensor], r: Recipe) -> tuple[
     seed = lambda op: fresh_seed() if op.rounding == "sr" else 0  # RTN draws nothing
     qx = _quantize(x2, spec.a, h, seed(spec.a), False, clip_mask=r.quest_forward)
     qw = _quantize(w, spec.b, h, seed(spec.b), False, clip_mask=r.quest_forward)
-    y = gemm(qx, qw, bias=bias, out_dtype=x2.dtype, mma=r.mma)
+    y = gemm_checked(qx, qw, bias=bias, out_dtype=x2.dtype, mma=r.mma)
     if not r.quest_forward:
         return y, []
     # Quartet: backward runs on the forward-quantized operands (Hadamard basis) and their clip masks.
-    return y, [qx.dequantize(), qw.dequantize(), qx.clip_mask.reshape(x2.shape[0], -1),
+    return y, [_dequantize(qx), _dequantize(qw), qx.clip_mask.reshape(x2.shape[0], -1),
                qw.clip_mask.reshape(w.shape[0], -1)]
 
 
@@ -127,9 +131,9 @@ def _backward(dy: Tensor, saved: list[Tensor], r: Recipe, x_dtype, w_dtype, need
     if r.quest_forward:  # straight-through the quantizer: clip mask, then undo the Hadamard
         h = _hadamard(r.forward, 0)
         if dx is not None:
-            dx = hadamard_transform(dx.float() * _keep(saved[2]), h)
+            dx = ops.hadamard_native(dx.float() * _keep(saved[2]), h.g, h.sign_words())
         if dw is not None:
-            dw = hadamard_transform(dw.float() * _keep(saved[3]), h)
+            dw = ops.hadamard_native(dw.float() * _keep(saved[3]), h.g, h.sign_words())
     return (None if dx is None else dx.to(x_dtype)), (None if dw is None else dw.to(w_dtype))
 
 

@@ -10,8 +10,10 @@ from typing import Optional
 
 import torch
 
-from .gemm import gemm
-from .quantize import quantize
+from .config import resolve_rule
+from .gemm import gemm_checked
+from .ops import dequantize_native
+from .quantize import quantize_checked
 
 Tensor = torch.Tensor
 
@@ -43,10 +45,11 @@ def occ_clamp(x: Tensor, q: float) -> tuple[Tensor, Tensor]:
 def forward(x2: Tensor, w: Tensor, bias: Optional[Tensor], r) -> tuple[Tensor, list[Tensor]]:
     m, spec = r.microsoft, r.forward
     xc, residual = occ_clamp(x2, m.quantile) if m.quantile is not None else (x2, None)
-    qx = quantize(xc, spec.a.fmt, scale_rule=spec.a.scale_rule)
-    qw = quantize(w, spec.b.fmt, scale_rule=spec.b.scale_rule)
-    y = gemm(qx, qw, out_dtype=torch.float32, mma=r.mma)
-    x_eff, wq = qx.dequantize(), qw.dequantize()
+    # Called inside fp4gemm::linear: the kernels directly, no custom-op round trips (fp4gemm/ops.py).
+    qx = quantize_checked(xc, spec.a.fmt, resolve_rule(spec.a.fmt, spec.a.scale_rule), "rtn")
+    qw = quantize_checked(w, spec.b.fmt, resolve_rule(spec.b.fmt, spec.b.scale_rule), "rtn")
+    y = gemm_checked(qx, qw, out_dtype=torch.float32, mma=r.mma)
+    x_eff, wq = (dequantize_native(q.codes(), q.scale, None, q.fmt, q.scale_rule, 1.0) for q in (qx, qw))
     if m.compensate:
         # The residual (~2(1 - q) dense) times the quantized weight (MS-AMP's choice), in the input
         # dtype on tensor cores: at 2 % density a dense GEMM beats sparse kernels by far (torch's CSR

@@ -7,7 +7,7 @@ import torch
 
 from . import ops
 from .config import ROUNDINGS, check_name, resolve_rule
-from .hadamard import as_hadamard
+from .hadamard import Hadamard, as_hadamard
 from .tensor import QuantizedTensor
 
 _SAME = object()
@@ -64,10 +64,25 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
         if not isinstance(v, int) or not 0 <= v < 2**63:
             raise ValueError(f"{name}: must be an int in [0, 2^63), got {v!r}")
 
-    out = ops.quantize_op(x, fmt, rule, rounding, prescale, block_2d,
-                          h_row.g if h_row else 0, h_row.sign_words() if h_row else [],
-                          h_col.g if h_col else 0, h_col.sign_words() if h_col else [],
-                          seed, offset, rowwise, columnwise, amax, clip_mask, scale_layout == "blocked")
+    return quantize_checked(x, fmt, rule, rounding, prescale=prescale, block_2d=block_2d, h_row=h_row, h_col=h_col,
+                            rowwise=rowwise, columnwise=columnwise, seed=seed, offset=offset, amax=amax,
+                            clip_mask=clip_mask, scale_layout=scale_layout, native=False)
+
+
+def quantize_checked(x: torch.Tensor, fmt: str, rule: str, rounding: str, *, prescale: bool = False,
+                     block_2d: bool = False, h_row: Optional[Hadamard] = None, h_col: Optional[Hadamard] = None,
+                     rowwise: bool = True, columnwise: bool = False, seed: int = 0, offset: int = 0,
+                     amax: Optional[torch.Tensor] = None, clip_mask: bool = False, scale_layout: str = "canonical",
+                     native: bool = True) -> QuantizedTensor:
+    """quantize() past its argument checks (the rule resolved, the Hadamards built). native: call the
+    kernels directly rather than through the fp4gemm::quantize custom op, for code that already runs
+    inside a custom op (fp4gemm/autograd.py); the native layer still checks the tensors."""
+    op = ops.quantize_native if native else ops.quantize_op
+    row_words = h_row.sign_words() if h_row else []
+    col_words = row_words if h_col is h_row else h_col.sign_words() if h_col else []
+    out = op(x, fmt, rule, rounding, prescale, block_2d, h_row.g if h_row else 0, row_words,
+             h_col.g if h_col else 0, col_words, seed, offset, rowwise, columnwise, amax, clip_mask,
+             scale_layout == "blocked")
 
     def build(data, scale, amax_t, mask, h) -> QuantizedTensor:
         return QuantizedTensor(
