@@ -19,9 +19,9 @@ import torch
 
 from . import microsoft, ops
 from .config import resolve_rule
-from .gemm import gemm_checked
+from .gemm import gemm_trusted
 from .hadamard import Hadamard
-from .quantize import fresh_seed, quantize_checked
+from .quantize import fresh_seed, quantize_trusted
 from .recipes import BF16, Gemm, Operand, Recipe, by_key
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -43,9 +43,9 @@ def _hadamard(spec: Gemm, seed: int) -> Optional[Hadamard]:
 def _quantize(t: Tensor, op: Operand, h, seed: int, columnwise: bool, clip_mask: bool = False):
     """Quantize t along its last dimension, or (columnwise) t.reshape(-1, K).T along its first.
     The kernels are called directly: this runs inside the linear custom ops (fp4gemm/ops.py)."""
-    return quantize_checked(t, op.fmt, resolve_rule(op.fmt, op.scale_rule), op.rounding, prescale=op.prescale,
-                            block_2d=op.block_2d, h_row=h, h_col=h, rowwise=not columnwise, columnwise=columnwise,
-                            seed=seed, clip_mask=clip_mask)
+    return quantize_trusted(t, op.fmt, resolve_rule(op.fmt, op.scale_rule), op.rounding, prescale=op.prescale,
+                            block_2d=op.block_2d, h_row=h, h_col=h, rowwise=not columnwise,
+                            columnwise=columnwise, seed=seed, clip_mask=clip_mask)
 
 
 def _qgemm(spec: Gemm, a: Tensor, a_cols: bool, b: Tensor, b_cols: bool, seeds, out_dtype, mma: str) -> Tensor:
@@ -53,7 +53,7 @@ def _qgemm(spec: Gemm, a: Tensor, a_cols: bool, b: Tensor, b_cols: bool, seeds, 
     h = _hadamard(spec, seeds[0])
     qa = _quantize(a, spec.a, h, seeds[1], a_cols)
     qb = _quantize(b, spec.b, h, seeds[2], b_cols)
-    return gemm_checked(qa, qb, out_dtype=out_dtype, mma=mma)
+    return gemm_trusted(qa, qb, out_dtype=out_dtype, mma=mma)
 
 
 def _dequantize(q) -> Tensor:
@@ -86,7 +86,7 @@ def _forward(x2: Tensor, w: Tensor, bias: Optional[Tensor], r: Recipe) -> tuple[
     seed = lambda op: fresh_seed() if op.rounding == "sr" else 0  # RTN draws nothing
     qx = _quantize(x2, spec.a, h, seed(spec.a), False, clip_mask=r.quest_forward)
     qw = _quantize(w, spec.b, h, seed(spec.b), False, clip_mask=r.quest_forward)
-    y = gemm_checked(qx, qw, bias=bias, out_dtype=x2.dtype, mma=r.mma)
+    y = gemm_trusted(qx, qw, bias=bias, out_dtype=x2.dtype, mma=r.mma)
     if not r.quest_forward:
         return y, []
     # Quartet: backward runs on the forward-quantized operands (Hadamard basis) and their clip masks.

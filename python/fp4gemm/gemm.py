@@ -42,15 +42,15 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
         raise ValueError(f"accumulate: None, 'float64' or 'float32', got {accumulate!r}")
     if accumulate == "float64" and qa.qdata.device.type != "cpu":
         raise ValueError("accumulate: 'float64' sums run on the CPU only; the GPU accumulates in fp32 on tensor cores")
-    return gemm_checked(qa, qb, alpha=alpha, bias=bias, out_dtype=out_dtype, fp32_accumulate=accumulate == "float32",
-                        mma=mma, native=False)
+    return gemm_trusted(qa, qb, alpha=alpha, bias=bias, out_dtype=out_dtype,
+                        fp32_accumulate=accumulate == "float32", mma=mma, native=False)
 
 
-def gemm_checked(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: Optional[torch.Tensor] = None,
-                 out_dtype: torch.dtype = torch.bfloat16, fp32_accumulate: bool = False, mma: str = "auto",
-                 native: bool = True) -> torch.Tensor:
+def gemm_trusted(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0,
+                 bias: Optional[torch.Tensor] = None, out_dtype: torch.dtype = torch.bfloat16,
+                 fp32_accumulate: bool = False, mma: str = "auto", native: bool = True) -> torch.Tensor:
     """gemm() past its argument checks. native: call the kernels directly rather than through the
-    fp4gemm::gemm custom op (see quantize_checked)."""
+    fp4gemm::gemm custom op (see quantize_trusted)."""
     def scales(q):  # raw bytes in the layout they have (fp4_row: fp32 row scales)
         s = q.scale if q.fmt == "fp4_row" else q.scale.view(torch.uint8)
         return s.reshape(-1) if q.scale_layout == "blocked" else s.reshape(-1, s.shape[-1])

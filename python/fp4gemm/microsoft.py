@@ -11,9 +11,9 @@ from typing import Optional
 import torch
 
 from .config import resolve_rule
-from .gemm import gemm_checked
+from .gemm import gemm_trusted
 from .ops import dequantize_native
-from .quantize import quantize_checked
+from .quantize import quantize_trusted
 
 Tensor = torch.Tensor
 
@@ -46,9 +46,9 @@ def forward(x2: Tensor, w: Tensor, bias: Optional[Tensor], r) -> tuple[Tensor, l
     m, spec = r.microsoft, r.forward
     xc, residual = occ_clamp(x2, m.quantile) if m.quantile is not None else (x2, None)
     # Called inside fp4gemm::linear: the kernels directly, no custom-op round trips (fp4gemm/ops.py).
-    qx = quantize_checked(xc, spec.a.fmt, resolve_rule(spec.a.fmt, spec.a.scale_rule), "rtn")
-    qw = quantize_checked(w, spec.b.fmt, resolve_rule(spec.b.fmt, spec.b.scale_rule), "rtn")
-    y = gemm_checked(qx, qw, out_dtype=torch.float32, mma=r.mma)
+    qx = quantize_trusted(xc, spec.a.fmt, resolve_rule(spec.a.fmt, spec.a.scale_rule), "rtn")
+    qw = quantize_trusted(w, spec.b.fmt, resolve_rule(spec.b.fmt, spec.b.scale_rule), "rtn")
+    y = gemm_trusted(qx, qw, out_dtype=torch.float32, mma=r.mma)
     x_eff, wq = (dequantize_native(q.codes(), q.scale, None, q.fmt, q.scale_rule, 1.0) for q in (qx, qw))
     if m.compensate:
         # The residual (~2(1 - q) dense) times the quantized weight (MS-AMP's choice), in the input

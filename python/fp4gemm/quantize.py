@@ -64,12 +64,12 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
         if not isinstance(v, int) or not 0 <= v < 2**63:
             raise ValueError(f"{name}: must be an int in [0, 2^63), got {v!r}")
 
-    return quantize_checked(x, fmt, rule, rounding, prescale=prescale, block_2d=block_2d, h_row=h_row, h_col=h_col,
-                            rowwise=rowwise, columnwise=columnwise, seed=seed, offset=offset, amax=amax,
-                            clip_mask=clip_mask, scale_layout=scale_layout, native=False)
+    return quantize_trusted(x, fmt, rule, rounding, prescale=prescale, block_2d=block_2d, h_row=h_row,
+                            h_col=h_col, rowwise=rowwise, columnwise=columnwise, seed=seed, offset=offset,
+                            amax=amax, clip_mask=clip_mask, scale_layout=scale_layout, native=False)
 
 
-def quantize_checked(x: torch.Tensor, fmt: str, rule: str, rounding: str, *, prescale: bool = False,
+def quantize_trusted(x: torch.Tensor, fmt: str, rule: str, rounding: str, *, prescale: bool = False,
                      block_2d: bool = False, h_row: Optional[Hadamard] = None, h_col: Optional[Hadamard] = None,
                      rowwise: bool = True, columnwise: bool = False, seed: int = 0, offset: int = 0,
                      amax: Optional[torch.Tensor] = None, clip_mask: bool = False, scale_layout: str = "canonical",
