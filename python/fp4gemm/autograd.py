@@ -1,8 +1,11 @@
 """fp4gemm.linear: y = x wᵀ + b with each of its three GEMMs quantized as a Recipe says.
 
-The layer is two torch.library custom ops, fp4gemm::linear (forward; returns y and what backward
-needs) and fp4gemm::linear_backward (dx, dw), tied by register_autograd. torch.compile(fullgraph=True)
-traces through them; the recipe travels as its key string (Recipe.key).
+Under torch.compile the layer is two torch.library custom ops, fp4gemm::linear (forward; returns y
+and what backward needs) and fp4gemm::linear_backward (dx, dw), tied by register_autograd:
+torch.compile(fullgraph=True) traces through them; the recipe travels as its key string (Recipe.key).
+In eager mode the same _forward / _backward run under a torch.autograd.Function: the custom-op path
+costs ~1 ms more host time per layer forward + backward (docs/training.md), more than the GPU work
+of a small layer.
 
 Random streams. Each backward call draws one base seed from torch's default generator (so
 torch.manual_seed reproduces a run) and derives its six seeds as seed_k = (base + k * 0x9E3779B97F4A7C15)
@@ -188,6 +191,29 @@ def _linear_backward(ctx, grads):
 torch.library.register_autograd("fp4gemm::linear", _linear_backward, setup_context=_setup_context)
 
 
+class _Linear(torch.autograd.Function):
+    """The eager twin of the custom ops above: same _forward / _backward, same saved tensors."""
+
+    @staticmethod
+    def forward(ctx, x2: Tensor, w: Tensor, bias: Optional[Tensor], recipe: Recipe) -> Tensor:
+        y, saved = _forward(x2, w, bias, recipe)
+        keep_x, keep_w = _kept_inputs(recipe)
+        ctx.save_for_backward(*[x2] * keep_x, *[w] * keep_w, *saved)
+        ctx.recipe, ctx.x_dtype, ctx.w_dtype, ctx.has_bias = recipe, x2.dtype, w.dtype, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        dx = dw = db = None
+        if need_dx or need_dw:
+            dx, dw = _backward(dy.contiguous(), list(ctx.saved_tensors), ctx.recipe, ctx.x_dtype, ctx.w_dtype,
+                               need_dx, need_dw)
+        if ctx.has_bias and need_db:
+            db = dy.sum(0)
+        return dx, dw, db, None
+
+
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, recipe: Optional[Recipe] = None) -> Tensor:
     """torch.nn.functional.linear with the recipe's FP4 GEMMs in forward and backward."""
     recipe = recipe or BF16()
@@ -202,5 +228,8 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, recipe: Opt
         x, weight = x.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
-    y = linear_op(x2, weight.contiguous(), bias, recipe.key)[0]
+    if torch.compiler.is_compiling():
+        y = linear_op(x2, weight.contiguous(), bias, recipe.key)[0]
+    else:
+        y = _Linear.apply(x2, weight.contiguous(), bias, recipe)
     return y.reshape(*x.shape[:-1], weight.shape[0])
