@@ -77,3 +77,14 @@ def test_bad_arguments(tmp_path):
         train_gpt.main(["train", "--fsdp", "--out", str(tmp_path), *TINY])
     with pytest.raises(SystemExit, match="no runs"):
         train_gpt.main(["report", "--out", str(tmp_path / "empty")])
+
+
+def test_speed_takes_turns_over_rounds(tmp_path, capsys):
+    train_gpt.main(["speed", "--recipes", "bf16,tseng-rht-sr", "--out", str(tmp_path), "--speed-steps", "1",
+                    "--speed-rounds", "2"] + TINY)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("round")]
+    assert [ln.split(":")[0] + ln.split(":")[1].strip() for ln in lines] == [
+        "round 0bf16", "round 0tseng-rht-sr", "round 1bf16", "round 1tseng-rht-sr"]
+    best = json.loads((tmp_path / "speed.json").read_text())
+    assert best["rounds"] == 2 and set(best["tokens_per_s"]) == {"bf16", "tseng-rht-sr"}
+    assert all(v > 0 for v in best["tokens_per_s"].values())
