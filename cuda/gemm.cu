@@ -76,32 +76,38 @@ Plan plan(const GemmArgs& g, const Sm90Args& s) {
 constexpr int kSpecialGroup = 4;
 constexpr int kUnitK = 16;  // elements per lane step: 8 code bytes of the special row
 
-// Row o of a folded operand, elements [16u, 16u + 16), as floats (exact: E4M3 or BF16 values).
-template <bool kBf16>
-__device__ void folded_unit(const GemmOperand& f, const float* e4m3, int64_t o, int64_t u, float v[kUnitK]) {
-  if constexpr (kBf16) {
-    const uint4* p = static_cast<const uint4*>(f.data) + (o * (f.k / kUnitK) + u) * 2;
-    const uint4 w[2] = {p[0], p[1]};
-    const uint32_t* words = reinterpret_cast<const uint32_t*>(w);
-    FP4_UNROLL
-    for (int j = 0; j < kUnitK / 2; ++j) {
-      v[2 * j] = num::bits_f32(words[j] << 16);
-      v[2 * j + 1] = num::bits_f32(words[j] & 0xFFFF0000u);
-    }
-  } else {
-    const uint4 w = static_cast<const uint4*>(f.data)[o * (f.k / kUnitK) + u];
-    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-    FP4_UNROLL
-    for (int j = 0; j < kUnitK; ++j) v[j] = e4m3[(words[j / 4] >> (8 * (j % 4))) & 0xFF];
+// Row o of a BF16 folded operand, elements [16u, 16u + 16), as floats (exact).
+__device__ void bf16_unit(const GemmOperand& f, int64_t o, int64_t u, float v[kUnitK]) {
+  const uint4* p = static_cast<const uint4*>(f.data) + (o * (f.k / kUnitK) + u) * 2;
+  const uint4 w[2] = {p[0], p[1]};
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(w);
+  FP4_UNROLL
+  for (int j = 0; j < kUnitK / 2; ++j) {
+    v[2 * j] = num::bits_f32(words[j] << 16);
+    v[2 * j + 1] = num::bits_f32(words[j] & 0xFFFF0000u);
   }
+}
+
+// Sums of one unit (16 elements, one block scale) of a special row times a folded row, exact:
+// float64 for a BF16 fold; for an E4M3 fold, in int32 on integers (2 x E2M1 and 2^9 x E4M3 are
+// integers, |sum| < 16 * 12 * 448 * 2^9 < 2^26), which gives the same value as the float64 sum of
+// the products (that sum is exact too: every partial sum is a multiple of 2^-10 below 2^26) at a
+// fraction of the cost: no float64 conversion per product, which bounded the float64 version.
+__device__ __forceinline__ int32_t e2m1_times2(uint32_t code) {
+  const int32_t mag = int32_t(__byte_perm(0x03020100u, 0x0C080604u, code & 7u));  // {0,1,2,3,4,6,8,12}
+  const int32_t neg = -int32_t((code >> 3) & 1u);
+  return (mag ^ neg) - neg;
 }
 
 // Passes 1 (kSpecialIsA) and 2: outputs (special row s of q, row o of the folded `other`).
 template <bool kSpecialIsA, bool kBf16>
 __global__ void special_rows_kernel(GemmArgs g, QuantizedIn q, const int32_t* __restrict__ special,
                                     GemmOperand other) {
-  __shared__ float e4m3[256];
-  for (int i = threadIdx.x; i < 256; i += blockDim.x) e4m3[i] = num::e4m3_value(uint8_t(i));
+  __shared__ int32_t e4m3_x512[256];  // E4M3 value x 2^9, an integer (NaN codes: 0; folds hold none)
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+    const float v = num::e4m3_value(uint8_t(i));
+    e4m3_x512[i] = v == v ? int32_t(v * 512.0f) : 0;
+  }
   __syncthreads();
   const int64_t count = special[0];
   if (count == 0) return;
@@ -121,18 +127,34 @@ __global__ void special_rows_kernel(GemmArgs g, QuantizedIn q, const int32_t* __
       acc[r] = 0.0;
     }
     for (int64_t u = lane; u < units; u += 32) {
-      float v[kUnitK];
-      folded_unit<kBf16>(other, e4m3, o, u, v);
-      FP4_UNROLL
-      for (int r = 0; r < kSpecialGroup; ++r) {
-        const uint2 c = codes[row[r] * units + u];
-        double sum = 0.0;  // exact products (<= 8 significant bits); float64 sums as the reference
+      if constexpr (kBf16) {
+        float v[kUnitK];
+        bf16_unit(other, o, u, v);
         FP4_UNROLL
-        for (int j = 0; j < kUnitK; ++j) {
-          const uint8_t code = uint8_t(((j < 8 ? c.x : c.y) >> (4 * (j % 8))) & 0xF);
-          sum += double(num::e2m1_value(code)) * double(v[j]);
+        for (int r = 0; r < kSpecialGroup; ++r) {
+          const uint2 c = codes[row[r] * units + u];
+          double sum = 0.0;  // exact products; float64 sums as the reference
+          FP4_UNROLL
+          for (int j = 0; j < kUnitK; ++j) {
+            const uint8_t code = uint8_t(((j < 8 ? c.x : c.y) >> (4 * (j % 8))) & 0xF);
+            sum += double(num::e2m1_value(code)) * double(v[j]);
+          }
+          acc[r] += sum * num::block_scale_value(q.fmt, num::operand_scale(q, row[r], u * kUnitK));
         }
-        acc[r] += sum * num::block_scale_value(q.fmt, num::operand_scale(q, row[r], u * kUnitK));
+      } else {
+        const uint4 f = static_cast<const uint4*>(other.data)[o * units + u];
+        const uint32_t fw[4] = {f.x, f.y, f.z, f.w};
+        int32_t v[kUnitK];
+        FP4_UNROLL
+        for (int j = 0; j < kUnitK; ++j) v[j] = e4m3_x512[(fw[j / 4] >> (8 * (j % 4))) & 0xFF];
+        FP4_UNROLL
+        for (int r = 0; r < kSpecialGroup; ++r) {
+          const uint2 c = codes[row[r] * units + u];
+          int32_t sum = 0;  // 2^10 x the unit's sum, exactly
+          FP4_UNROLL
+          for (int j = 0; j < kUnitK; ++j) sum += e2m1_times2(((j < 8 ? c.x : c.y) >> (4 * (j % 8))) & 0xF) * v[j];
+          acc[r] += double(sum) * 0x1p-10 * num::block_scale_value(q.fmt, num::operand_scale(q, row[r], u * kUnitK));
+        }
       }
     }
     FP4_UNROLL
