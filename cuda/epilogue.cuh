@@ -4,6 +4,8 @@
 // accumulation itself (the factors carry the folded base exponents and tensor-level scales).
 #pragma once
 
+#include <type_traits>
+
 #include "common.cuh"
 #include "cute/tensor.hpp"
 #include "cutlass/bfloat16.h"
@@ -11,6 +13,7 @@
 #include "cutlass/epilogue/fusion/sm90_visitor_load_tma_warpspecialized.hpp"
 #include "cutlass/epilogue/fusion/sm90_visitor_tma_warpspecialized.hpp"
 #include "cutlass/half.h"
+#include "cutlass/util/packed_stride.hpp"
 
 namespace fp4gemm::cuda {
 
@@ -57,5 +60,23 @@ using ScaleBiasEpilogue = cutlass::epilogue::fusion::Sm90EVT<
     cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, double, double, cute::Stride<cute::_0, cute::_1, int64_t>>,
     // bias: one per column n, 0 when null
     cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, float, double, cute::Stride<cute::_0, cute::_1, int64_t>>>;
+
+// The epilogue arguments of a ScaleBiasEpilogue kernel writing D [M, N] row-major, no C operand
+// (the Hopper and the Blackwell GEMMs share them).
+template <class EpilogueArguments>
+void set_scale_bias_arguments(EpilogueArguments& e, int M, int N, void* d, const double* factor_a,
+                              const double* factor_b, const float* bias, double alpha) {
+  using ElementD = std::remove_pointer_t<decltype(e.ptr_D)>;
+  e.ptr_C = nullptr;
+  e.dC = cutlass::make_cute_packed_stride(decltype(e.dC){}, cute::make_shape(M, N, 1));
+  e.ptr_D = static_cast<ElementD*>(d);
+  e.dD = e.dC;
+  auto& t = e.thread;              // visitor tree arguments: children in order, then the node
+  cute::get<0>(t) = {};            // acc
+  cute::get<1>(t) = {factor_a};    // factor_a[m]
+  cute::get<2>(t) = {factor_b};    // factor_b[n]
+  cute::get<3>(t) = {bias};        // bias[n]
+  cute::get<4>(t) = {alpha};
+}
 
 }  // namespace fp4gemm::cuda

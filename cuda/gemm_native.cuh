@@ -74,7 +74,6 @@ struct NativeGemm {
     const int M = int(g.m), N = int(g.n), K = int(g.k);
     using StrideA = typename Kernel::StrideA;
     using StrideB = typename Kernel::StrideB;
-    using StrideD = typename Kernel::StrideD;
     typename Gemm::Arguments args{};
     args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
     args.problem_shape = {M, N, K, 1};
@@ -86,16 +85,7 @@ struct NativeGemm {
     args.mainloop.layout_SFA = ScaleConfig::tile_atom_to_shape_SFA(make_shape(M, N, K, 1));
     args.mainloop.ptr_SFB = reinterpret_cast<const ElementScale*>(g.sfb);
     args.mainloop.layout_SFB = ScaleConfig::tile_atom_to_shape_SFB(make_shape(M, N, K, 1));
-    args.epilogue.ptr_C = nullptr;
-    args.epilogue.dC = cutlass::make_cute_packed_stride(StrideD{}, make_shape(M, N, 1));
-    args.epilogue.ptr_D = static_cast<ElementD*>(g.d);
-    args.epilogue.dD = args.epilogue.dC;
-    auto& t = args.epilogue.thread;  // visitor tree arguments: children in order, then the node
-    get<0>(t) = {};                  // acc
-    get<1>(t) = {g.factor_a};        // factor_a[m]
-    get<2>(t) = {g.factor_b};        // factor_b[n]
-    get<3>(t) = {g.bias};            // bias[n]
-    get<4>(t) = {g.alpha};
+    set_scale_bias_arguments(args.epilogue, M, N, g.d, g.factor_a, g.factor_b, g.bias, g.alpha);
     args.hw_info.device_id = 0;      // sm_count is only read when running (host checks need no GPU)
     args.hw_info.sm_count = 0;
     return args;

@@ -61,7 +61,6 @@ struct Sm90Gemm {
     const int M = int(g.a.rows), N = int(g.b.rows), K = int(g.a.k);
     using StrideA = typename Gemm::GemmKernel::StrideA;
     using StrideB = typename Gemm::GemmKernel::StrideB;
-    using StrideD = typename Gemm::GemmKernel::StrideD;
     typename Gemm::Arguments args{};
     args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
     args.problem_shape = {M, N, K, 1};
@@ -69,16 +68,7 @@ struct Sm90Gemm {
     args.mainloop.dA = cutlass::make_cute_packed_stride(StrideA{}, make_shape(M, K, 1));
     args.mainloop.ptr_B = static_cast<const ElementAB*>(g.b.data);
     args.mainloop.dB = cutlass::make_cute_packed_stride(StrideB{}, make_shape(N, K, 1));
-    args.epilogue.ptr_C = nullptr;
-    args.epilogue.dC = cutlass::make_cute_packed_stride(StrideD{}, make_shape(M, N, 1));
-    args.epilogue.ptr_D = static_cast<ElementD*>(g.d);
-    args.epilogue.dD = args.epilogue.dC;
-    auto& t = args.epilogue.thread;  // visitor tree arguments: children in order, then the node
-    get<0>(t) = {};                                  // acc
-    get<1>(t) = {g.a.factor};                        // factor_a[m]
-    get<2>(t) = {g.b.factor};                        // factor_b[n]
-    get<3>(t) = {g.bias};                            // bias[n]
-    get<4>(t) = {g.alpha};
+    set_scale_bias_arguments(args.epilogue, M, N, g.d, g.a.factor, g.b.factor, g.bias, g.alpha);
     args.hw_info = hardware();
     args.scheduler.max_swizzle_size = g.swizzle;
     return args;
