@@ -167,25 +167,32 @@ def _(dy, saved, recipe, k, x_dtype, w_dtype, need_dx, need_dw):
             dy.new_empty((N, k) if need_dw else (0,), dtype=w_dtype if need_dw else dy.dtype)]
 
 
-def _setup_context(ctx, inputs, output):
-    x2, w, bias, recipe = inputs
+def _save(ctx, x2: Tensor, w: Tensor, bias: Optional[Tensor], recipe: str, saved: list[Tensor]) -> None:
+    """What both autograd paths keep for backward: the inputs the recipe needs, then _forward's tensors."""
     keep_x, keep_w = _kept_inputs(by_key(recipe))
-    keep = [x2] * keep_x + [w] * keep_w
-    ctx.save_for_backward(*keep, *output[1:])
+    ctx.save_for_backward(*[x2] * keep_x, *[w] * keep_w, *saved)
     ctx.recipe, ctx.k, ctx.x_dtype, ctx.w_dtype = recipe, x2.shape[1], x2.dtype, w.dtype
     ctx.has_bias = bias is not None
 
 
-def _linear_backward(ctx, grads):
-    dy = grads[0]
-    need_dx, need_dw, need_db = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-    dx = dw = db = None
+def _grads(ctx, dy: Tensor, backward) -> tuple:
+    """(dx, dw, db, None) of both autograd paths; backward(dy, saved, need_dx, need_dw) -> (dx, dw)."""
+    need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+    dx = dw = None
     if need_dx or need_dw:
-        dx, dw = linear_backward_op(dy, list(ctx.saved_tensors), ctx.recipe, ctx.k, ctx.x_dtype, ctx.w_dtype,
-                                    need_dx, need_dw)
-    if ctx.has_bias and need_db:
-        db = dy.sum(0)
+        dx, dw = backward(dy, list(ctx.saved_tensors), need_dx, need_dw)
+    db = dy.sum(0) if ctx.has_bias and need_db else None
     return (dx if need_dx else None), (dw if need_dw else None), db, None
+
+
+def _setup_context(ctx, inputs, output):
+    x2, w, bias, recipe = inputs
+    _save(ctx, x2, w, bias, recipe, output[1:])
+
+
+def _linear_backward(ctx, grads):
+    return _grads(ctx, grads[0], lambda dy, saved, need_dx, need_dw: linear_backward_op(
+        dy, saved, ctx.recipe, ctx.k, ctx.x_dtype, ctx.w_dtype, need_dx, need_dw))
 
 
 torch.library.register_autograd("fp4gemm::linear", _linear_backward, setup_context=_setup_context)
@@ -197,21 +204,13 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x2: Tensor, w: Tensor, bias: Optional[Tensor], recipe: Recipe) -> Tensor:
         y, saved = _forward(x2, w, bias, recipe)
-        keep_x, keep_w = _kept_inputs(recipe)
-        ctx.save_for_backward(*[x2] * keep_x, *[w] * keep_w, *saved)
-        ctx.recipe, ctx.x_dtype, ctx.w_dtype, ctx.has_bias = recipe, x2.dtype, w.dtype, bias is not None
+        _save(ctx, x2, w, bias, recipe.key, saved)
         return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
-        dx = dw = db = None
-        if need_dx or need_dw:
-            dx, dw = _backward(dy.contiguous(), list(ctx.saved_tensors), ctx.recipe, ctx.x_dtype, ctx.w_dtype,
-                               need_dx, need_dw)
-        if ctx.has_bias and need_db:
-            db = dy.sum(0)
-        return dx, dw, db, None
+        return _grads(ctx, dy, lambda dy, saved, need_dx, need_dw: _backward(
+            dy.contiguous(), saved, by_key(ctx.recipe), ctx.x_dtype, ctx.w_dtype, need_dx, need_dw))
 
 
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, recipe: Optional[Recipe] = None) -> Tensor:
