@@ -42,8 +42,10 @@ struct ScaleBiasRound {
                                                       Arguments const& args) const {
       cutlass::Array<ElementD, N> out;
       CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < N; ++i)
-        out[i] = round_from_double<ElementD>(args.alpha * (acc[i] * (factor_a[i] * factor_b[i])) + bias[i]);
+      for (int i = 0; i < N; ++i) {  // rounded step by step like the CPU reference (no FMA contraction)
+        const double v = __dmul_rn(args.alpha, __dmul_rn(acc[i], __dmul_rn(factor_a[i], factor_b[i])));
+        out[i] = round_from_double<ElementD>(__dadd_rn(v, bias[i]));
+      }
       return out;
     }
   };

@@ -16,9 +16,10 @@ namespace {
 constexpr size_t kAlign = 256;
 size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-// Scratch layout: folded A, folded B, factors, special-row lists, then CUTLASS's own workspace.
+// Scratch layout: folded A, folded B, factors, special-row lists, FP8 mainloop scales (A's chunk
+// scales, B's ones), then CUTLASS's own workspace.
 struct Plan {
-  size_t a_data, b_data, a_factor, b_factor, a_special, b_special, cutlass, total;
+  size_t a_data, b_data, a_factor, b_factor, a_special, b_special, a_chunk, b_ones, cutlass, total;
 };
 
 GemmPath path_here(const GemmArgs& g) {
@@ -29,8 +30,11 @@ GemmPath path_here(const GemmArgs& g) {
 Sm90Args sm90_args(const GemmArgs& g) {
   Sm90Args s;
   const bool bf16 = path_here(g) == GemmPath::Sm90BF16;
-  s.a = GemmOperand{nullptr, nullptr, nullptr, g.a.rows, g.a.k, bf16};
-  s.b = GemmOperand{nullptr, nullptr, nullptr, g.b.rows, g.b.k, bf16};
+  s.a.rows = g.a.rows;
+  s.b.rows = g.b.rows;
+  s.a.k = s.b.k = g.a.k;
+  s.a.bf16 = s.b.bf16 = bf16;
+  s.a.chunk_stride = (g.a.rows + 3) / 4 * 4;
   s.alpha = g.alpha;
   s.bias = g.bias;
   s.d = g.d;
@@ -60,6 +64,9 @@ Plan plan(const GemmArgs& g, const Sm90Args& s) {
   p.b_factor = take(sizeof(double) * size_t(g.b.rows));
   p.a_special = take(sizeof(int32_t) * size_t(1 + g.a.rows));
   p.b_special = take(sizeof(int32_t) * size_t(1 + g.b.rows));
+  const size_t chunks = size_t((g.a.k + kChunkK - 1) / kChunkK);
+  p.a_chunk = s.a.bf16 ? at : take(sizeof(float) * chunks * size_t(s.a.chunk_stride));
+  p.b_ones = s.a.bf16 ? at : take(sizeof(float) * chunks * size_t((g.b.rows + kOnesRows - 1) / kOnesRows));
   p.cutlass = take(sm90_workspace_size(s));
   p.total = at;
   return p;
@@ -68,7 +75,7 @@ Plan plan(const GemmArgs& g, const Sm90Args& s) {
 // Exact outputs of the special rows (gemm_operand.cuh), float64 sums of exact products like the CPU
 // reference, in three passes on the GEMM's stream:
 //   1. each special row of A times every row of B, B's values taken from its fold;
-//   2. every row of A times each special row of B, likewise from A's fold;
+//   2. every row of A times each special row of B, likewise from A's fold (times its chunk scales);
 //   3. special A times special B from both quantized operands, overwriting what 1 and 2 wrote there
 //      (a special row's fold is not exact, so those few outputs decode both operands).
 // Passes 1-2 are the work when a gradient has many special rows: one warp reads a row of the folded
@@ -147,13 +154,15 @@ __global__ void special_rows_kernel(GemmArgs g, QuantizedIn q, const int32_t* __
         int32_t v[kUnitK];
         FP4_UNROLL
         for (int j = 0; j < kUnitK; ++j) v[j] = e4m3_x512[(fw[j / 4] >> (8 * (j % 4))) & 0xFF];
+        // A's fold counts from its chunk's base (pass 2): 2^(beta_c - beta_r), exact in the product
+        const double chunk = other.chunk_scale ? other.chunk_scale[u / (kChunkK / kUnitK) * other.chunk_stride + o] : 1.0;
         FP4_UNROLL
         for (int r = 0; r < kSpecialGroup; ++r) {
           const uint2 c = codes[row[r] * units + u];
           int32_t sum = 0;  // 2^10 x the unit's sum, exactly
           FP4_UNROLL
           for (int j = 0; j < kUnitK; ++j) sum += e2m1_times2(((j < 8 ? c.x : c.y) >> (4 * (j % 8))) & 0xF) * v[j];
-          acc[r] += double(sum) * 0x1p-10 * num::block_scale_value(q.fmt, num::operand_scale(q, row[r], u * kUnitK));
+          acc[r] += double(sum) * 0x1p-10 * chunk * num::block_scale_value(q.fmt, num::operand_scale(q, row[r], u * kUnitK));
         }
       }
     }
@@ -232,6 +241,10 @@ Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream) 
   s.b.factor = reinterpret_cast<double*>(ws + p.b_factor);
   s.a.special = reinterpret_cast<int32_t*>(ws + p.a_special);
   s.b.special = reinterpret_cast<int32_t*>(ws + p.b_special);
+  if (!s.a.bf16) {
+    s.a.chunk_scale = reinterpret_cast<float*>(ws + p.a_chunk);
+    s.b.ones = reinterpret_cast<float*>(ws + p.b_ones);
+  }
   s.workspace = ws + p.cutlass;
   s.workspace_size = p.total - p.cutlass;
   FP4_CUDA_CHECK(cudaMemsetAsync(s.a.special, 0, sizeof(int32_t), stream));

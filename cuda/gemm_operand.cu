@@ -1,5 +1,5 @@
 // Folding a quantized operand into the GEMM-ready form (gemm_operand.cuh): one warp per row, one
-// lane per 16 elements at a time. MXFP4 reads each row twice (the base, then the fold); the bytes
+// lane per 16 elements at a time (8 lanes per 128-K chunk). MXFP4 reads each row twice (the base, then the fold); the bytes
 // are small (K/2 codes + K/32 scales) and the second read hits L2.
 #include "common.cuh"
 #include "gemm_operand.cuh"
@@ -54,7 +54,8 @@ __device__ void store_bf16(uint2 codes, float s, uint4* dst) {
 
 __device__ bool nonzero(uint2 c) { return ((uint64_t(c.y) << 32 | c.x) & kMagnitudeBits) != 0; }
 
-template <bool kBf16>
+// kChunked (the FP8 GEMM's A): each 128-K chunk folds against its own base and writes its scale.
+template <bool kBf16, bool kChunked>
 __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
   __shared__ uint64_t tables[kShifts];  // E4M3 bytes for each shift d of the window
   if (!kBf16) {
@@ -63,8 +64,9 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
   }
   constexpr int kLow = kBf16 ? kWindowLowBF16 : kWindowLowE4M3;
   constexpr int kOutPerUnit = kBf16 ? 2 : 1;  // uint4 stores per unit
+  constexpr int kUnitsPerChunk = kChunkK / kUnit;  // 8 lanes: a warp step covers 4 whole chunks
   const int lane = threadIdx.x & 31;
-  const int64_t units = q.k / kUnit;
+  const int64_t units = q.k / kUnit, chunks = (q.k + kChunkK - 1) / kChunkK;
   const auto* codes = reinterpret_cast<const uint2*>(q.data);
   auto* dst = static_cast<uint4*>(out.data);
   const double nv_factor = q.fmt == Format::NVFP4 ? num::operand_tensor_factor(q) : 0.0;
@@ -90,18 +92,40 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
       special = !num::is_finite(s);
       factor = double(s) * q.global_scale;
     }
+    if (out.ones && row % kOnesRows == 0)
+      for (int64_t c = lane; c < chunks; c += 32) out.ones[row / kOnesRows * chunks + c] = 1.0f;
     bool below = false;
-    for (int64_t u = lane; u < units; u += 32) {
-      uint2 c = src[u];
+    for (int64_t u0 = 0; u0 < units; u0 += 32) {  // warp-uniform: the chunk reduction shuffles
+      const int64_t u = u0 + lane;
+      const bool in = u < units;
+      uint2 c = in ? src[u] : make_uint2(0u, 0u);
+      const unsigned s = q.fmt == Format::MXFP4 && in ? num::operand_scale(q, row, u * kUnit) : 0u;
+      int base = int(top);  // d counts from the row's top block, or the chunk's
+      if constexpr (kChunked) {
+        // The chunk's largest nonzero block over its 8 lanes, + 1 (0: an all-zero chunk).
+        unsigned v = s != num::kE8M0NaN && nonzero(c) && q.fmt == Format::MXFP4 ? s + 1 : 0u;
+        FP4_UNROLL
+        for (int o = 1; o < kUnitsPerChunk; o <<= 1) v = max(v, __shfl_xor_sync(kFull, v, o));
+        if (v) base = int(v) - 1;
+        if (in && lane % kUnitsPerChunk == 0) {
+          float scale = 1.0f;
+          if (v && base - int(top) < kChunkRangeLow) below = true;
+          else if (v) scale = num::exp2i(base - int(top));
+          float* col = out.chunk_scale + u / kUnitsPerChunk * out.chunk_stride;
+          col[row] = scale;
+          if (row == q.rows - 1)
+            for (int64_t r = q.rows; r < out.chunk_stride; ++r) col[r] = 0.0f;
+        }
+      }
+      if (!in) continue;
       uint4* o = line + u * kOutPerUnit;
       int d = 0;  // fp4_row: the codes themselves
       if (q.fmt == Format::MXFP4) {
-        const unsigned s = num::operand_scale(q, row, u * kUnit);
         if (s == num::kE8M0NaN) {
           below = true;  // a NaN block: the fixup writes the row's NaN outputs
           c = make_uint2(0u, 0u);
         } else if (nonzero(c)) {
-          d = int(s) - int(top) + kWindowHigh;  // <= kWindowHigh: top is the largest nonzero block
+          d = int(s) - base + kWindowHigh;  // <= kWindowHigh: base is the largest nonzero block's
           if (d < kLow) {  // below the window: written as zero, the fixup recomputes the row
             below = true;
             c = make_uint2(0u, 0u);
@@ -110,9 +134,9 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
         }
       }
       if constexpr (kBf16) {
-        const float s = q.fmt == Format::NVFP4 ? num::e4m3_value(uint8_t(num::operand_scale(q, row, u * kUnit)))
-                                               : num::exp2i(d);
-        store_bf16(c, s, o);
+        const float sb = q.fmt == Format::NVFP4 ? num::e4m3_value(uint8_t(num::operand_scale(q, row, u * kUnit)))
+                                                : num::exp2i(d);
+        store_bf16(c, sb, o);
       } else {
         store_e4m3(c, tables[d - kWindowLowE4M3], o);
       }
@@ -132,8 +156,10 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
 
 void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream) {
   const int64_t ctas = std::min<int64_t>((q.rows + kWarpsPerCta - 1) / kWarpsPerCta, 1 << 16);
-  if (out.bf16) fold_kernel<true><<<unsigned(ctas), 32 * kWarpsPerCta, 0, stream>>>(q, out);
-  else fold_kernel<false><<<unsigned(ctas), 32 * kWarpsPerCta, 0, stream>>>(q, out);
+  const dim3 grid{unsigned(ctas)}, block{32 * kWarpsPerCta};
+  if (out.bf16) fold_kernel<true, false><<<grid, block, 0, stream>>>(q, out);
+  else if (out.chunk_scale) fold_kernel<false, true><<<grid, block, 0, stream>>>(q, out);
+  else fold_kernel<false, false><<<grid, block, 0, stream>>>(q, out);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -9,18 +9,32 @@ namespace fp4gemm::cuda {
 
 // A quantized operand with its block scales folded into the elements, in a type the tensor cores
 // multiply exactly, plus one float64 factor per row that the epilogue applies:
-//   MXFP4    E4M3 or BF16  q * 2^d, d = e_blk - beta_r, beta_r = (largest exponent of a nonzero block
-//                  of the row) - 6. Exact while d >= the type's low end: E4M3 holds q * 2^d for d in
-//                  [-8, 6], BF16 for d in [-132, 6]. factor = 2^beta_r * global_scale.
-//   fp4_row  E4M3 or BF16  q;              factor = row scale * global_scale.
+//   MXFP4    E4M3 or BF16  q * 2^d, d = e_blk - beta, beta = (largest exponent of a nonzero block) - 6
+//                  taken over the block's 128-K chunk (A of the FP8 GEMM) or over the whole row
+//                  (otherwise). Exact while d >= the type's low end: E4M3 holds q * 2^d for d in [-8, 6],
+//                  BF16 for d in [-132, 6]. factor = 2^beta_r * global_scale (beta_r: the row's base);
+//                  chunk_scale = 2^(beta_c - beta_r), applied by the mainloop at each 128-K promotion.
+//   fp4_row  E4M3 or BF16  q;              factor = row scale * global_scale; chunk_scale = 1.
 //   NVFP4    BF16  q * s_b (at most 6 significant bits, within range: exact); factor = tensor factor.
-// Rows the fold cannot carry exactly (a nonzero block below the window, a NaN block scale, a
-// non-finite row scale) are appended to `special` ([0] = count, then row indices); the GEMM
-// recomputes their outputs exactly afterwards (gemm.cu), so no block is ever dropped.
+// Chunk bases exist because gradients have rows whose blocks span more than E4M3's 15 binades (tokens
+// whose gradient all but vanishes) but almost never within 128 K (docs/kernels.md). Only A gets them:
+// B's would need a scale per (column, chunk) in the mainloop, and the gradient is A in both backward
+// GEMMs (dy in dgrad, dyᵀ in wgrad).
+// Rows the fold cannot carry exactly (a nonzero block below the window, a chunk more than 100 binades
+// below the row's top, a NaN block scale, a non-finite row scale) are appended to `special`
+// ([0] = count, then row indices); the GEMM recomputes their outputs exactly afterwards (gemm.cu), so
+// no block is ever dropped.
+constexpr int kChunkK = 128;          // K per chunk base = the FP8 mainloop's promotion interval
+constexpr int kChunkRangeLow = -100;  // chunk scales >= 2^-100: partial sums x scale stay normal fp32
+constexpr int kOnesRows = 128;        // B's unit mainloop scales: one per tile N (128) rows
+
 struct GemmOperand {
   void* data = nullptr;         // [rows, K]: E4M3 bytes or BF16
   double* factor = nullptr;     // [rows]
   int32_t* special = nullptr;   // [1 + rows], count zeroed by the caller
+  float* chunk_scale = nullptr; // FP8 A: [ceil(K/128), chunk_stride], chunk-major (the mainloop's SFA)
+  int64_t chunk_stride = 0;     // rows rounded up to 4 (16-byte TMA strides); the pad holds zeros
+  float* ones = nullptr;        // FP8 B: [ceil(rows/128), ceil(K/128)] ones (the mainloop's SFB)
   int64_t rows = 0, k = 0;
   bool bf16 = false;
 };
@@ -32,8 +46,10 @@ constexpr int kWindowLowBF16 = -132; // 0.5 * 2^-132 = 2^-133, the smallest BF16
 void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream);
 
 // The tensor-core GEMM of two folded operands:
-// D[m, n] = round(alpha * factor_a[m] * factor_b[n] * sum_k A[m, k] B[n, k] + bias[n]), the sum in fp32
-// with promotion every 128 K (FP8) or plain fp32 (BF16).
+// D[m, n] = round(alpha * factor_a[m] * factor_b[n] * sum_c chunk_scale_a[c, m] * sum_{k in c} A[m, k] B[n, k]
+//                 + bias[n]),
+// each chunk's sum on the FP8 tensor cores, promoted into fp32 with its scale (one FFMA per element);
+// BF16: plain fp32 accumulation, no chunk scales.
 // Tiles: Large = cooperative 128x128 (FP8) / 128x256 (BF16), for problems with enough tiles to fill
 // the GPU; Small = ping-pong 64x128, twice the tiles for small M (decode, M <= a few hundred).
 enum class Sm90Tile : int { Large = 0, Small = 1 };

@@ -1,15 +1,18 @@
 // Hopper (sm_90a) tensor-core GEMM of two folded operands (gemm_operand.cuh), built from CUTLASS
 // collectives: TMA warp-specialized persistent mainloop, the ScaleBiasEpilogue visitor tree.
-// FP8 operands use CUTLASS's promoted FP8 mainloop (fp32 accumulators folded into the main ones every
-// 4 wgmma k-blocks = 128 K), never "fast accumulation", which loses bits (SPEC.md 5).
+// FP8 operands use CUTLASS's blockwise-scaled FP8 mainloop: every 4 wgmma k-blocks (128 K) the fp32
+// partial sums are promoted into the main accumulators times A's chunk scale (gemm_operand.cuh), one
+// FFMA per element; never "fast accumulation", which loses bits (SPEC.md 5).
 #pragma once
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "common.cuh"
 #include "cute/tensor.hpp"
 #include "cutlass/cutlass.h"
+#include "cutlass/detail/blockwise_scale_layout.hpp"
 #include "cutlass/epilogue/collective/collective_builder.hpp"
 #include "cutlass/gemm/collective/collective_builder.hpp"
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
@@ -39,6 +42,20 @@ struct Sm90Gemm {
   static constexpr int kAlignAB = 16 / sizeof(ElementAB);
   static constexpr int kAlignD = 16 / sizeof(ElementD);
 
+  // FP8: mainloop scales per (row of A, 128-K chunk) and per (tile of B's rows, chunk), the latter
+  // ones (one scale per B tile keeps the promotion at one FFMA per element).
+  static constexpr bool kChunked =
+      std::is_same_v<typename Config::MainloopSchedule, cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8Blockwise> ||
+      std::is_same_v<typename Config::MainloopSchedule, cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8Blockwise>;
+  static constexpr int kTileN = cute::size<1>(TileShape{});
+  static_assert(!kChunked || kTileN == kOnesRows, "B's unit scales are written per 128 rows");
+  using ScaleConfig = cutlass::detail::Sm90BlockwiseScaleConfig<1, kTileN, kChunkK, cute::GMMA::Major::MN,
+                                                                 cute::GMMA::Major::K>;
+  using LayoutSFA = decltype(ScaleConfig::deduce_layoutSFA());
+  using LayoutA = std::conditional_t<kChunked, cute::tuple<cutlass::layout::RowMajor, LayoutSFA>, cutlass::layout::RowMajor>;
+  using LayoutB = std::conditional_t<kChunked, cute::tuple<cutlass::layout::ColumnMajor, decltype(ScaleConfig::deduce_layoutSFB())>,
+                                     cutlass::layout::ColumnMajor>;
+
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
       cutlass::epilogue::collective::EpilogueTileAuto, float, double,
@@ -48,8 +65,8 @@ struct Sm90Gemm {
 
   using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp,
-      ElementAB, cutlass::layout::RowMajor, kAlignAB,     // A [M, K], K-major
-      ElementAB, cutlass::layout::ColumnMajor, kAlignAB,  // B [N, K], K-major ("TN")
+      ElementAB, LayoutA, kAlignAB,  // A [M, K], K-major
+      ElementAB, LayoutB, kAlignAB,  // B [N, K], K-major ("TN")
       float, TileShape, ClusterShape,
       cutlass::gemm::collective::StageCountAutoCarveout<int(sizeof(typename Epilogue::SharedStorage))>,
       typename Config::MainloopSchedule>::CollectiveOp;
@@ -68,6 +85,17 @@ struct Sm90Gemm {
     args.mainloop.dA = cutlass::make_cute_packed_stride(StrideA{}, make_shape(M, K, 1));
     args.mainloop.ptr_B = static_cast<const ElementAB*>(g.b.data);
     args.mainloop.dB = cutlass::make_cute_packed_stride(StrideB{}, make_shape(N, K, 1));
+    if constexpr (kChunked) {
+      // A's scales: [chunks, chunk_stride] with the stride padded to 4 rows (TMA); the pad rows are
+      // zeros and their outputs are never stored.
+      const int stride = int(g.a.chunk_stride), chunks = (K + kChunkK - 1) / kChunkK;
+      args.mainloop.ptr_SFA = g.a.chunk_scale;
+      args.mainloop.layout_SFA = make_layout(
+          make_shape(make_shape(_1{}, stride), make_shape(Int<kChunkK>{}, chunks), 1),
+          make_stride(make_stride(_0{}, _1{}), make_stride(_0{}, stride), stride * chunks));
+      args.mainloop.ptr_SFB = g.b.ones;
+      args.mainloop.layout_SFB = ScaleConfig::tile_atom_to_shape_SFB(make_shape(M, N, K, 1));
+    }
     set_scale_bias_arguments(args.epilogue, M, N, g.d, g.a.factor, g.b.factor, g.bias, g.alpha);
     args.hw_info = hardware();
     args.scheduler.max_swizzle_size = g.swizzle;
@@ -128,6 +156,8 @@ size_t sm90_workspace(const Sm90Args& g) {
 using Cooperative = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
 using CooperativeEpilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
 using Pingpong = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
+using CooperativeChunked = cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8Blockwise;
+using PingpongChunked = cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8Blockwise;
 using PingpongEpilogue = cutlass::epilogue::TmaWarpSpecialized;
 
 }  // namespace fp4gemm::cuda

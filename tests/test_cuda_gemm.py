@@ -40,6 +40,13 @@ def reference(qa, qb, alpha=1.0, bias=None):
     return d
 
 
+def select(want: Want, rows, cols) -> Want:
+    """want[rows][:, cols], keeping .absprod."""
+    out = want.as_subclass(torch.Tensor)[rows][:, cols].as_subclass(Want)
+    out.absprod = want.absprod[rows][:, cols]
+    return out
+
+
 def assert_acceptance(d: torch.Tensor, want: Want, min_fraction: float = 0.9999, fp8: bool = False):
     got = d.double()
     absprod = want.absprod
@@ -198,6 +205,50 @@ def test_many_special_rows_in_both_operands(mma, out_dtype):
         part = want[rows][:, cols]
         assert (part.abs() > 0).float().mean() > 0.9 and part.abs().max() < 2.0 ** -20
         assert torch.equal(d[rows][:, cols], part.to(out_dtype))
+
+
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32])
+def test_chunk_bases_carry_rows_wider_than_the_fp8_window(out_dtype):
+    """The FP8 GEMM folds A per 128-K chunk (gemm_operand.cuh): rows whose chunks lie 2^-40 and 2^-80
+    below their top one (far beyond the 15 binades of one E4M3 base per row) run on the tensor cores
+    with chunk scales; a chunk 2^-110 below its row's top is past the scale range and goes to the exact
+    fixup; a ragged last chunk (K % 128 = 32) gets its own base. B rows nonzero in one chunk only make
+    outputs of that chunk alone, so a chunk scale that is wrong or misplaced fails the bound; special
+    rows of B make the fixup multiply A's chunk-relative fold by its chunk scales (pass 2).
+    Without a bias the 16-bit outputs are checked on those parts only: the other outputs of the rows
+    with tiny chunks carry terms 2^-40 below their leading bit, which no fp32 accumulator keeps, so
+    one that sits on a bf16 tie plus such a term rounds the other way (1.4 % of them here, the same
+    with mma="bf16", which has no chunks); the fp32 output shows they are right to fp32 accuracy."""
+    m, n, k = 96, 136, 544
+    a, b = operands("random", m, n, k, seed=21)
+    a, b = a.float(), b.float()
+    rows = torch.arange(m, device=DEV)
+    chunk = torch.arange(k, device=DEV) // 128
+    a[rows % 4 == 0] *= torch.where(chunk == 1, 2.0 ** -40, torch.where(chunk == 3, 2.0 ** -80, 1.0))
+    a[rows % 4 == 1] *= torch.where(chunk == 2, 2.0 ** -110, 1.0)
+    a[rows % 4 == 2] *= torch.where(chunk == 4, 2.0 ** -60, 1.0)
+    cols = torch.arange(n, device=DEV)
+    for c in (1, 3, 4):  # columns made of one chunk alone
+        b[cols % 8 == c] *= (chunk == c).float()
+    special_b = cols % 8 == 5
+    b[special_b, :32] *= 2.0 ** -40
+    qa, qb = fp4gemm.quantize(a, "mxfp4"), fp4gemm.quantize(b, "mxfp4")
+    bias = torch.randn(n, device=DEV)
+    assert_acceptance(fp4gemm.gemm(qa, qb, alpha=0.5, bias=bias, out_dtype=out_dtype, mma="fp8"),
+                      reference(qa, qb, 0.5, bias), fp8=True)
+    want = reference(qa, qb)
+    assert_acceptance(fp4gemm.gemm(qa, qb, out_dtype=torch.float32, mma="fp8"), want, fp8=True)
+    d = fp4gemm.gemm(qa, qb, out_dtype=out_dtype, mma="fp8")
+    for r, c in ((0, 1), (0, 3), (2, 4)):  # the tiny chunks alone, through the tensor cores
+        part = select(want, rows % 4 == r, cols % 8 == c)
+        assert (part.abs() > 0).float().mean() > 0.9 and part.abs().max() < 2.0 ** -30  # 32-term sums may cancel
+        assert_acceptance(d[rows % 4 == r][:, cols % 8 == c], part, fp8=True)
+    # The fixup's pass 2 over chunk-relative folds: exact sums, rounded once. (Not torch.equal with
+    # want.to(out_dtype): torch rounds float64 to bfloat16 through fp32, twice, and these outputs
+    # carry 2^-40 terms that decide ties.)
+    part = want.as_subclass(torch.Tensor)[rows % 4 == 0][:, special_b]
+    err = (d[rows % 4 == 0][:, special_b].double() - part).abs()
+    assert bool((err <= ulp(part, out_dtype) / 2).all())
 
 
 def test_nan_block_scale_gives_nan_row():

@@ -3,7 +3,7 @@
 //
 // Everything here is plain fp32 / integer arithmetic with IEEE round-to-nearest, no fused
 // multiply-add and no approximate intrinsics, so the host compiler and nvcc produce identical bits.
-// (CMake builds with -ffp-contract=off and --fmad=false for that reason.)
+// (CMake builds with -ffp-contract=off, and every CUDA source that runs this code with --fmad=false.)
 #pragma once
 
 #include <cstdint>
