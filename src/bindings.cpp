@@ -84,6 +84,16 @@ PYBIND11_MODULE(_C, m) {
       .FP4_PTR_FIELD(GemmArgs, workspace, void)
       .def_readwrite("workspace_size", &GemmArgs::workspace_size);
 
+  py::class_<QGemmInput>(m, "QGemmInput")
+      .def(py::init<>())
+      .FP4_PTR_FIELD(QGemmInput, x, const void)
+      .def_readwrite("dtype", &QGemmInput::dtype)
+      .def_readwrite("R", &QGemmInput::R)
+      .def_readwrite("C", &QGemmInput::C)
+      .def_readwrite("ld", &QGemmInput::ld)
+      .def_readwrite("columnwise", &QGemmInput::columnwise)
+      .def_readwrite("cfg", &QGemmInput::cfg);
+
   m.def("block_size", &block_size);
   m.def("default_scale_rule", &default_scale_rule);
   m.def("rule_fits_format", &rule_fits_format);
@@ -108,6 +118,16 @@ PYBIND11_MODULE(_C, m) {
       "gemm", [](const GemmArgs& a, bool device, uintptr_t stream) { gemm(a, device, ptr<void>(stream)); },
       py::arg("args"), py::arg("device") = false, py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
   m.def("gemm_workspace_size", &gemm_workspace_size, py::arg("args"), py::arg("device") = false);
+  m.def(
+      "qgemm",
+      [](const QGemmInput& a, const QGemmInput& b, const GemmArgs& args, uintptr_t workspace, size_t workspace_size,
+         bool device, uintptr_t stream) {
+        qgemm(a, b, args, ptr<void>(workspace), workspace_size, device, ptr<void>(stream));
+      },
+      py::arg("a"), py::arg("b"), py::arg("args"), py::arg("workspace"), py::arg("workspace_size"),
+      py::arg("device") = false, py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
+  m.def("qgemm_workspace_size", &qgemm_workspace_size, py::arg("a"), py::arg("b"), py::arg("args"),
+        py::arg("device") = false);
   m.def("gemm_path", &gemm_path, py::arg("args"), py::arg("cc_major"), py::arg("cc_minor"));
   m.def("native_gemm_check", &native_gemm_check, py::arg("args"), py::arg("path"));
   m.def("native_cutlass_can_implement", &native_cutlass_can_implement, py::arg("args"), py::arg("path"));

@@ -103,6 +103,24 @@ struct GemmArgs {
 size_t gemm_workspace_size(const GemmArgs& args, bool device);
 void gemm(const GemmArgs& args, bool device, void* stream);
 
+// One operand of qgemm(): the high-precision 2D view x[R, C] of quantize(), quantized along C
+// (rowwise: an R x C operand) or along R (columnwise: the C x R operand, x transposed).
+struct QGemmInput {
+  const void* x = nullptr;
+  DType dtype = DType::BF16;
+  int64_t R = 0, C = 0, ld = 0;
+  bool columnwise = false;
+  QuantizeConfig cfg;
+};
+// D = gemm(quantize(a), quantize(b)) in one call, the quantized operands kept in `workspace`
+// (qgemm_workspace_size bytes, then gemm()'s own scratch): one host round trip and one allocation
+// where the two-step path makes three and about ten (the training layer's backward GEMMs).
+// args carries alpha, bias, d, out_dtype, fp32_accumulate and mma; its operands are filled in here.
+// The bytes equal quantize() + gemm() with the same configurations.
+size_t qgemm_workspace_size(const QGemmInput& a, const QGemmInput& b, const GemmArgs& args, bool device);
+void qgemm(const QGemmInput& a, const QGemmInput& b, GemmArgs args, void* workspace, size_t workspace_size,
+           bool device, void* stream);
+
 // The GPU GEMM that runs these arguments on a device of compute capability major.minor: 9.0 the
 // Hopper emulation (Sm90FP8 / Sm90BF16 by mma and format), 10.0 Sm100FP4, 12.0 Sm120FP4. Throws
 // std::invalid_argument naming `mma` when it asks for a kernel family that device cannot run, and

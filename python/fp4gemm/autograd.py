@@ -52,11 +52,16 @@ def _quantize(t: Tensor, op: Operand, h, seed: int, columnwise: bool, clip_mask:
 
 
 def _qgemm(spec: Gemm, a: Tensor, a_cols: bool, b: Tensor, b_cols: bool, seeds, out_dtype, mma: str) -> Tensor:
-    """a_q · b_qᵀ with a (or aᵀ if a_cols) and b (or bᵀ) quantized along the shared reduction dim."""
+    """a_q · b_qᵀ with a (or aᵀ if a_cols) and b (or bᵀ) quantized along the shared reduction dim, in
+    one native call (the same bytes as _quantize twice and gemm_trusted, with a third of the host
+    round trips: docs/training.md)."""
     h = _hadamard(spec, seeds[0])
-    qa = _quantize(a, spec.a, h, seeds[1], a_cols)
-    qb = _quantize(b, spec.b, h, seeds[2], b_cols)
-    return gemm_trusted(qa, qb, out_dtype=out_dtype, mma=mma)
+    g, words = (h.g, h.sign_words()) if h else (0, [])
+
+    def cfg(op: Operand, seed: int):
+        return ops.quantize_config(op.fmt, resolve_rule(op.fmt, op.scale_rule), op.rounding, op.prescale,
+                                   op.block_2d, g, words, seed)
+    return ops.qgemm_native(a, a_cols, cfg(spec.a, seeds[1]), b, b_cols, cfg(spec.b, seeds[2]), out_dtype, mma)
 
 
 def _dequantize(q) -> Tensor:

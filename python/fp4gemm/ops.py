@@ -67,7 +67,8 @@ def rows_k_ld(x: torch.Tensor, arg: str) -> tuple[int, int, int]:
     return rows, K, x.stride(-2)
 
 
-def _config(fmt, rule, rounding, prescale, block_2d, g, signs, seed, offset, amax):
+def quantize_config(fmt, rule, rounding, prescale, block_2d, g, signs, seed, offset=0, amax=None):
+    """The _C.QuantizeConfig of one quantization (names as quantize_native's arguments)."""
     c = _C.QuantizeConfig()
     c.fmt, c.scale_rule, c.rounding = FORMATS[fmt], SCALE_RULES[rule], ROUNDINGS[rounding]
     c.prescale, c.block_2d, c.hadamard = prescale, block_2d, g
@@ -123,7 +124,7 @@ def quantize_native(x: torch.Tensor, fmt: str, scale_rule: str, rounding: str, p
     empty = lambda: [x.new_empty([0], dtype=torch.uint8) for _ in range(4)]
     row = _alloc(x, lead, K, fmt, clip_mask, scale_blocked) if rowwise else empty()
     col = _alloc(x, [K], rows, fmt, clip_mask, scale_blocked) if columnwise else empty()
-    cfg = lambda g, s: _config(fmt, scale_rule, rounding, prescale, block_2d, g, s, seed, offset, amax)
+    cfg = lambda g, s: quantize_config(fmt, scale_rule, rounding, prescale, block_2d, g, s, seed, offset, amax)
     out = lambda t: _out(*t, fmt, clip_mask, scale_blocked)
     with on_device_of(x):
         _C.quantize(x.data_ptr(), dt, rows, K, ld,
@@ -250,6 +251,37 @@ def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax,
     M = a_data.numel() // a_data.shape[-1]
     N = b_data.numel() // b_data.shape[-1]
     return a_data.new_empty([M, N], dtype=out_dtype)
+
+
+def qgemm_native(a: torch.Tensor, a_columnwise: bool, a_cfg, b: torch.Tensor, b_columnwise: bool, b_cfg,
+                 out_dtype: torch.dtype, mma: str = "auto") -> torch.Tensor:
+    """gemm_native(quantize_native(a), quantize_native(b)) in one native call and one scratch tensor:
+    a, b are [R, C] (leading dims flattened), each quantized along C, or along R when columnwise (the
+    operand is then its transpose), with a _C.QuantizeConfig (quantize_config). The same bytes as the
+    two steps at a fraction of their host time; for code that needs only D (the training layer's
+    backward GEMMs), not the quantized operands."""
+    if b.device != a.device:
+        raise ValueError(f"b: on {b.device}, but a is on {a.device}")
+    if out_dtype not in _DTYPES:
+        raise ValueError(f"out_dtype: must be float32, float16 or bfloat16, got {out_dtype}")
+    if mma not in _MMA:
+        raise ValueError(f"mma: must be one of {sorted(_MMA)}, got {mma!r}")
+    on_device, stream = device_args(a, "a")
+    ins = []
+    for t, columnwise, cfg, name in ((a, a_columnwise, a_cfg, "a"), (b, b_columnwise, b_cfg, "b")):
+        q = _C.QGemmInput()
+        q.R, q.C, q.ld = rows_k_ld(t, name)
+        q.x, q.dtype, q.columnwise, q.cfg = t.data_ptr(), native_dtype(t, name), columnwise, cfg
+        ins.append(q)
+    args = _C.GemmArgs()
+    args.out_dtype, args.mma = _DTYPES[out_dtype], _MMA[mma]
+    M, N = (q.C if q.columnwise else q.R for q in ins)
+    workspace = torch.empty(_C.qgemm_workspace_size(*ins, args, on_device), dtype=torch.uint8, device=a.device)
+    out = torch.empty([M, N], dtype=out_dtype, device=a.device)
+    args.d = out.data_ptr()
+    with on_device_of(a):
+        _C.qgemm(*ins, args, workspace.data_ptr(), workspace.numel(), on_device, stream)
+    return out
 
 
 def hadamard_native(x: torch.Tensor, g: int, signs: list[int]) -> torch.Tensor:
