@@ -9,12 +9,10 @@
 #include "common.cuh"
 #include "cuda_api.h"
 #include "gemm_operand.cuh"
+#include "scratch.h"
 
 namespace fp4gemm::cuda {
 namespace {
-
-constexpr size_t kAlign = 256;
-size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 // Scratch layout: folded A, folded B, factors, special-row lists, FP8 mainloop scales (A's chunk
 // scales, B's ones), then CUTLASS's own workspace.
@@ -55,20 +53,20 @@ Sm90Args sm90_args(const GemmArgs& g) {
 
 Plan plan(const GemmArgs& g, const Sm90Args& s) {
   Plan p{};
-  size_t at = 0;
-  auto take = [&](size_t bytes) { const size_t o = at; at += aligned(bytes); return o; };
+  ScratchLayout l;
   const size_t el = s.a.bf16 ? 2 : 1;
-  p.a_data = take(el * size_t(g.a.rows) * size_t(g.a.k));
-  p.b_data = take(el * size_t(g.b.rows) * size_t(g.b.k));
-  p.a_factor = take(sizeof(double) * size_t(g.a.rows));
-  p.b_factor = take(sizeof(double) * size_t(g.b.rows));
-  p.a_special = take(sizeof(int32_t) * size_t(1 + g.a.rows));
-  p.b_special = take(sizeof(int32_t) * size_t(1 + g.b.rows));
+  p.a_data = l.take(el * size_t(g.a.rows) * size_t(g.a.k));
+  p.b_data = l.take(el * size_t(g.b.rows) * size_t(g.b.k));
+  p.a_factor = l.take(sizeof(double) * size_t(g.a.rows));
+  p.b_factor = l.take(sizeof(double) * size_t(g.b.rows));
+  p.a_special = l.take(sizeof(int32_t) * size_t(1 + g.a.rows));
+  p.b_special = l.take(sizeof(int32_t) * size_t(1 + g.b.rows));
   const size_t chunks = size_t((g.a.k + kChunkK - 1) / kChunkK);
-  p.a_chunk = s.a.bf16 ? at : take(sizeof(float) * chunks * size_t(s.a.chunk_stride));
-  p.b_ones = s.a.bf16 ? at : take(sizeof(float) * chunks * size_t((g.b.rows + kOnesRows - 1) / kOnesRows));
-  p.cutlass = take(sm90_workspace_size(s));
-  p.total = at;
+  p.a_chunk = s.a.bf16 ? l.end : l.take(sizeof(float) * chunks * size_t(s.a.chunk_stride));
+  const size_t b_tiles = size_t((g.b.rows + kOnesRows - 1) / kOnesRows);
+  p.b_ones = s.a.bf16 ? l.end : l.take(sizeof(float) * chunks * b_tiles);
+  p.cutlass = l.take(sm90_workspace_size(s));
+  p.total = l.end;
   return p;
 }
 

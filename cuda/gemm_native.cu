@@ -13,12 +13,11 @@
 #include "common.cuh"
 #include "cuda_api.h"
 #include "gemm_native.h"
+#include "scratch.h"
 
 namespace fp4gemm::cuda {
 namespace {
 
-constexpr size_t kAlign = 256;
-size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 constexpr int kWarpsPerCta = 8;
 constexpr uint8_t kE8M0One = 127;  // 2^0: the unit block scale of fp4_row rows
 
@@ -51,14 +50,13 @@ size_t cutlass_workspace(const NativeArgs& n, GemmPath path) {
 
 Plan plan(const GemmArgs& g, const NativeArgs& n, GemmPath path) {
   Plan p{};
-  size_t at = 0;
-  auto take = [&](size_t bytes) { const size_t o = at; at += aligned(bytes); return o; };
-  p.factor_a = take(sizeof(double) * size_t(g.a.rows));
-  p.factor_b = take(sizeof(double) * size_t(g.b.rows));
-  p.sfa = needs_repack(g.a) ? take(size_t(blocked_size(g.a.rows, scale_cols(g.a)))) : 0;
-  p.sfb = needs_repack(g.b) ? take(size_t(blocked_size(g.b.rows, scale_cols(g.b)))) : 0;
-  p.cutlass = take(cutlass_workspace(n, path));
-  p.total = at;
+  ScratchLayout l;
+  p.factor_a = l.take(sizeof(double) * size_t(g.a.rows));
+  p.factor_b = l.take(sizeof(double) * size_t(g.b.rows));
+  p.sfa = needs_repack(g.a) ? l.take(size_t(blocked_size(g.a.rows, scale_cols(g.a)))) : 0;
+  p.sfb = needs_repack(g.b) ? l.take(size_t(blocked_size(g.b.rows, scale_cols(g.b)))) : 0;
+  p.cutlass = l.take(cutlass_workspace(n, path));
+  p.total = l.end;
   return p;
 }
 

@@ -1,6 +1,6 @@
 // Folding a quantized operand into the GEMM-ready form (gemm_operand.cuh): one warp per row, one
-// lane per 16 elements at a time (8 lanes per 128-K chunk). MXFP4 reads each row twice (the base, then the fold); the bytes
-// are small (K/2 codes + K/32 scales) and the second read hits L2.
+// lane per 16 elements at a time (8 lanes per 128-K chunk). MXFP4 reads each row twice (the base,
+// then the fold); the bytes are small (K/2 codes + K/32 scales) and the second read hits L2.
 #include "common.cuh"
 #include "gemm_operand.cuh"
 

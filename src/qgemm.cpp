@@ -1,36 +1,30 @@
 // qgemm(): quantize two high-precision operands into one scratch buffer, then gemm() them
-// (fp4gemm.h). The layout of the buffer: per operand its codes, scales and amax (each 256-byte
-// aligned, as the GPU kernels' vector loads need), then gemm()'s own scratch.
+// (fp4gemm.h). The layout of the buffer (scratch.h): per operand its codes, scales and amax, then
+// gemm()'s own scratch.
 #include <initializer_list>
-#include <string>
+#include <stdexcept>
 
 #include "fp4gemm/fp4gemm.h"
+#include "scratch.h"
 
 namespace fp4gemm {
 namespace {
 
-constexpr size_t kAlign = 256;
-size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
 struct Slots {
-  size_t data, scale, amax, end;
+  size_t data, scale, amax;
   int64_t rows, k;
 };
 
-Slots slots(const QGemmInput& in, size_t at, const char* name) {
-  if (in.R <= 0 || in.C <= 0) throw std::invalid_argument(std::string(name) + ": empty tensor");
+// Where one quantized operand goes. Its shape is checked later, by gemm_workspace_size (check_operand).
+Slots slots(const QGemmInput& in, ScratchLayout& l) {
   Slots s{};
   s.rows = in.columnwise ? in.C : in.R;
   s.k = in.columnwise ? in.R : in.C;
-  const int64_t bs = block_size(in.cfg.fmt);
-  if (in.cfg.fmt != Format::FP4Row && s.k % bs)  // quantize() checks this too; the sizes below need it
-    throw std::invalid_argument(std::string(name) + ": K=" + std::to_string(s.k) + " is not a multiple of " +
-                                std::to_string(bs));
-  const size_t scale_bytes = in.cfg.fmt == Format::FP4Row ? sizeof(float) * size_t(s.rows) : size_t(s.rows * (s.k / bs));
-  s.data = at;
-  s.scale = s.data + aligned(size_t(s.rows) * size_t(s.k / 2));
-  s.amax = s.scale + aligned(scale_bytes);
-  s.end = s.amax + aligned(sizeof(float));
+  const size_t scales = in.cfg.fmt == Format::FP4Row ? sizeof(float) * size_t(s.rows)
+                                                     : size_t(s.rows * (s.k / block_size(in.cfg.fmt)));
+  s.data = l.take(size_t(s.rows) * size_t(s.k / 2));
+  s.scale = l.take(scales);
+  s.amax = l.take(sizeof(float));
   return s;
 }
 
@@ -58,19 +52,21 @@ GemmArgs with_operands(GemmArgs args, const QGemmInput& a, const QGemmInput& b, 
 }  // namespace
 
 size_t qgemm_workspace_size(const QGemmInput& a, const QGemmInput& b, const GemmArgs& args, bool device) {
-  const Slots sa = slots(a, 0, "a"), sb = slots(b, sa.end, "b");
-  char* stand_in = reinterpret_cast<char*>(kAlign);  // sizes depend on shapes and formats only
-  return sb.end + gemm_workspace_size(with_operands(args, a, b, sa, sb, stand_in), device);
+  ScratchLayout l;
+  const Slots sa = slots(a, l), sb = slots(b, l);
+  char* stand_in = reinterpret_cast<char*>(ScratchLayout::kAlign);  // sizes depend on shapes and formats only
+  return l.end + gemm_workspace_size(with_operands(args, a, b, sa, sb, stand_in), device);
 }
 
 void qgemm(const QGemmInput& a, const QGemmInput& b, GemmArgs args, void* workspace, size_t workspace_size,
            bool device, void* stream) {
-  const Slots sa = slots(a, 0, "a"), sb = slots(b, sa.end, "b");
+  ScratchLayout l;
+  const Slots sa = slots(a, l), sb = slots(b, l);
   char* base = static_cast<char*>(workspace);
   if (!base) throw std::invalid_argument("workspace: null pointer");
   args = with_operands(args, a, b, sa, sb, base);
   const size_t gemm_bytes = gemm_workspace_size(args, device);
-  if (workspace_size < sb.end + gemm_bytes) throw std::invalid_argument("workspace: smaller than qgemm_workspace_size");
+  if (workspace_size < l.end + gemm_bytes) throw std::invalid_argument("workspace: smaller than qgemm_workspace_size");
   for (const QGemmInput* in : {&a, &b}) {
     const Slots& s = in == &a ? sa : sb;
     QuantizedOut out;
@@ -82,7 +78,7 @@ void qgemm(const QGemmInput& a, const QGemmInput& b, GemmArgs args, void* worksp
     quantize(in->x, in->dtype, in->R, in->C, in->ld, col ? nullptr : cfg, col ? nullptr : &out, col ? cfg : nullptr,
              col ? &out : nullptr, device, stream);
   }
-  args.workspace = gemm_bytes ? base + sb.end : nullptr;
+  args.workspace = gemm_bytes ? base + l.end : nullptr;
   args.workspace_size = gemm_bytes;
   gemm(args, device, stream);
 }
