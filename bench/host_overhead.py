@@ -4,11 +4,15 @@ A small model's FP4 training step is bound by the Python and dispatch work of th
 by its kernels (docs/training.md). This times a 256-token, 512 -> 512 layer in a loop: the GPU work
 per call is a few microseconds, so the time per call is the host's. Same run: torch's own nn.Linear.
 
-    python3 bench/host_overhead.py [--tokens 256] [--dim 512] [--iters 300]
+    python3 bench/host_overhead.py [--tokens 256] [--dim 512] [--iters 300] [--profile tseng-rht-sr]
+
+--profile RECIPE: also print cProfile's top functions (own time) for that recipe's loop.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import time
 
 import torch
@@ -35,6 +39,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=256)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--profile", default=None, help="a recipe name: print its host profile")
     a = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     x = torch.randn(a.tokens, a.dim, device=device, dtype=torch.bfloat16, requires_grad=True)
@@ -50,6 +55,10 @@ def main() -> None:
         layer = fp4gemm.nn.Linear(a.dim, a.dim, bias=False, recipe=make(), device=device, dtype=torch.bfloat16)
         ms = per_call_ms(step(layer), a.iters, device)
         print(f"{name:>14} {ms:13.3f} {ms / base:12.1f}x")
+        if name == a.profile:
+            prof = cProfile.Profile()
+            prof.runcall(per_call_ms, step(layer), a.iters, device)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-// Folding a quantized operand into the GEMM-ready form (gemm_operand.cuh): one warp per row, one
-// lane per 16 elements at a time (8 lanes per 128-K chunk). MXFP4 reads each row twice (the base,
-// then the fold); the bytes are small (K/2 codes + K/32 scales) and the second read hits L2.
+// Folding a quantized operand into the GEMM-ready form (gemm_operand.cuh). A row is folded by
+// `split` warps of one CTA (1, 2, 4 or 8: more when rows are few and long, as wgrad's K = tokens
+// and decode-sized M give), each taking every split-th 512-element step of the row, one lane per
+// 16 elements (8 lanes per 128-K chunk). MXFP4 reads each row twice (the base, then the fold); the
+// bytes are small (K/2 codes + K/32 scales) and the second read hits L2.
 #include "common.cuh"
 #include "gemm_operand.cuh"
 
@@ -56,8 +58,10 @@ __device__ bool nonzero(uint2 c) { return ((uint64_t(c.y) << 32 | c.x) & kMagnit
 
 // kChunked (the FP8 GEMM's A): each 128-K chunk folds against its own base and writes its scale.
 template <bool kBf16, bool kChunked>
-__global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
+__global__ void fold_kernel(QuantizedIn q, GemmOperand out, int split) {
   __shared__ uint64_t tables[kShifts];  // E4M3 bytes for each shift d of the window
+  __shared__ unsigned part_top[kWarpsPerCta];
+  __shared__ bool part_special[2][kWarpsPerCta];  // by row-iteration parity: no third barrier
   if (!kBf16) {
     for (int i = threadIdx.x; i < kShifts; i += blockDim.x) tables[i] = e4m3_table(i + kWindowLowE4M3);
     __syncthreads();
@@ -65,13 +69,19 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
   constexpr int kLow = kBf16 ? kWindowLowBF16 : kWindowLowE4M3;
   constexpr int kOutPerUnit = kBf16 ? 2 : 1;  // uint4 stores per unit
   constexpr int kUnitsPerChunk = kChunkK / kUnit;  // 8 lanes: a warp step covers 4 whole chunks
-  const int lane = threadIdx.x & 31;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int part = warp % split, slot = warp / split, rows_per_cta = kWarpsPerCta / split;
+  const int first = warp - part;  // the warp folding part 0 of this warp's row
   const int64_t units = q.k / kUnit, chunks = (q.k + kChunkK - 1) / kChunkK;
   const auto* codes = reinterpret_cast<const uint2*>(q.data);
   auto* dst = static_cast<uint4*>(out.data);
   const double nv_factor = q.fmt == Format::NVFP4 ? num::operand_tensor_factor(q) : 0.0;
-  for (int64_t row = blockIdx.x * int64_t(kWarpsPerCta) + (threadIdx.x >> 5); row < q.rows;
-       row += int64_t(gridDim.x) * kWarpsPerCta) {
+  // CTA-uniform loop (the parts of a row meet at barriers); a slot past the last row idles.
+  int parity = 0;
+  for (int64_t row0 = int64_t(blockIdx.x) * rows_per_cta; row0 < q.rows;
+       row0 += int64_t(gridDim.x) * rows_per_cta, parity ^= 1) {
+    const int64_t row = row0 + slot;
+    const bool live = row < q.rows;
     const uint2* src = codes + row * units;
     uint4* line = dst + row * units * kOutPerUnit;
     bool special = false;
@@ -79,23 +89,29 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
     double factor = nv_factor;
     if (q.fmt == Format::MXFP4) {
       bool nan = false;
-      for (int64_t u = lane; u < units; u += 32) {
+      for (int64_t u = 32 * part + lane; live && u < units; u += 32 * split) {
         const unsigned s = num::operand_scale(q, row, u * kUnit);
         nan |= s == num::kE8M0NaN;
         if (s != num::kE8M0NaN && s > top && nonzero(src[u])) top = s;
       }
       top = __reduce_max_sync(kFull, top);
       special = __any_sync(kFull, nan);
+      if (split > 1) {  // the row's top over its parts
+        if (lane == 0) part_top[warp] = top;
+        __syncthreads();
+        for (int p = 0; p < split; ++p) top = max(top, part_top[first + p]);
+      }
       factor = ldexp(1.0, int(top) - 127 - kWindowHigh) * q.global_scale;
-    } else if (q.fmt == Format::FP4Row) {
+    } else if (q.fmt == Format::FP4Row && live) {
       const float s = static_cast<const float*>(q.scale)[row];
       special = !num::is_finite(s);
       factor = double(s) * q.global_scale;
     }
-    if (out.ones && row % kOnesRows == 0)
+    if (live && part == 0 && out.ones && row % kOnesRows == 0)
       for (int64_t c = lane; c < chunks; c += 32) out.ones[row / kOnesRows * chunks + c] = 1.0f;
     bool below = false;
-    for (int64_t u0 = 0; u0 < units; u0 += 32) {  // warp-uniform: the chunk reduction shuffles
+    // Warp-uniform: the chunk reduction shuffles.
+    for (int64_t u0 = 32 * part; live && u0 < units; u0 += 32 * split) {
       const int64_t u = u0 + lane;
       const bool in = u < units;
       uint2 c = in ? src[u] : make_uint2(0u, 0u);
@@ -142,7 +158,12 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
       }
     }
     special = __any_sync(kFull, special || below);
-    if (lane == 0) {
+    if (split > 1) {  // the row is special if any part found it so
+      if (lane == 0) part_special[parity][warp] = special;
+      __syncthreads();
+      for (int p = 0; p < split; ++p) special = special || part_special[parity][first + p];
+    }
+    if (live && part == 0 && lane == 0) {
       out.factor[row] = factor;
       if (special) {
         const int32_t i = atomicAdd(out.special, 1);
@@ -155,11 +176,17 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out) {
 }  // namespace
 
 void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream) {
-  const int64_t ctas = std::min<int64_t>((q.rows + kWarpsPerCta - 1) / kWarpsPerCta, 1 << 16);
+  // Warps per row: enough warps for ~32 per SM (latency hiding), but no more parts than the row has
+  // 512-element steps; 1 when rows alone fill the GPU (no barriers then).
+  const int64_t steps = (q.k / kUnit + 31) / 32, want = int64_t(sm_count()) * 32;
+  int split = 1;
+  while (split < kWarpsPerCta && q.rows * split < want && 2 * split <= steps) split *= 2;
+  const int64_t rows_per_cta = kWarpsPerCta / split;
+  const int64_t ctas = std::min<int64_t>((q.rows + rows_per_cta - 1) / rows_per_cta, 1 << 16);
   const dim3 grid{unsigned(ctas)}, block{32 * kWarpsPerCta};
-  if (out.bf16) fold_kernel<true, false><<<grid, block, 0, stream>>>(q, out);
-  else if (out.chunk_scale) fold_kernel<false, true><<<grid, block, 0, stream>>>(q, out);
-  else fold_kernel<false, false><<<grid, block, 0, stream>>>(q, out);
+  if (out.bf16) fold_kernel<true, false><<<grid, block, 0, stream>>>(q, out, split);
+  else if (out.chunk_scale) fold_kernel<false, true><<<grid, block, 0, stream>>>(q, out, split);
+  else fold_kernel<false, false><<<grid, block, 0, stream>>>(q, out, split);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -251,6 +251,30 @@ def test_chunk_bases_carry_rows_wider_than_the_fp8_window(out_dtype):
     assert bool((err <= ulp(part, out_dtype) / 2).all())
 
 
+@pytest.mark.parametrize("fmt,mma", [("mxfp4", "fp8"), ("mxfp4", "bf16"), ("nvfp4", "auto"), ("fp4_row", "fp8")])
+def test_few_long_rows_fold_across_warps(fmt, mma):
+    """Few rows with a long K (wgrad's K is the token count) are folded by up to 8 warps per row, each
+    taking every 8th 512-element step (gemm_operand.cu). Rows whose top block, whose one block below
+    the fold's window, or whose NaN block lies in a later warp's steps only must still get their
+    row's base, go to the fixup, or give NaN: a part that used its own top or dropped its flag fails."""
+    m, n, k = 40, 24, 8192
+    a, b = operands("random", m, n, k, seed=31)
+    a, b = a.float(), b.float()
+    step = torch.arange(k, device=DEV) // 512  # the 512-element steps; step s goes to warp s % 8
+    a[1] *= torch.where(step == 7, 2.0 ** 5, 1.0)      # the top in the last warp's first step
+    a[2] *= torch.where(step == 14, 2.0 ** 4, 1.0)     # ... in its second
+    b[3] *= torch.where(step == 13, 2.0 ** 6, 1.0)     # (a part using its own top overflows E4M3)
+    a[5, 512 * 6: 512 * 6 + 32] *= 2.0 ** -40          # a block below the window, in warp 6 only
+    b[7, 512 * 3 + 64: 512 * 3 + 96] *= 2.0 ** -50
+    qa, qb = fp4gemm.quantize(a, fmt), fp4gemm.quantize(b, fmt)
+    if fmt == "mxfp4":
+        qa.scale.view(torch.uint8)[9, (512 * 15) // 32] = 0xFF  # a NaN block in the last step
+    want = reference(qa, qb)
+    fp8 = mma == "fp8"
+    for out_dtype in (torch.float32, torch.bfloat16):
+        assert_acceptance(fp4gemm.gemm(qa, qb, out_dtype=out_dtype, mma=mma), want, fp8=fp8)
+
+
 def test_nan_block_scale_gives_nan_row():
     a, b = operands("random", 16, 64, 128, seed=2)
     qa, qb = fp4gemm.quantize(a, "mxfp4"), fp4gemm.quantize(b, "mxfp4")
