@@ -17,7 +17,8 @@ def cuda_param():
 
 
 # (operand a, operand b, a columnwise, b columnwise, out dtype, mma); an operand is
-# (fmt, scale_rule, rounding, prescale, hadamard g).
+# (fmt, scale_rule, rounding, prescale, hadamard g[, block_2d]). On Hopper the nvfp4 operands are
+# written GEMM-ready by the quantizer itself (no fold pass): the bytes must not change.
 CASES = {
     "mxfp4 rtn rows": (("mxfp4", "floor", "rtn", False, 0), ("mxfp4", "floor", "rtn", False, 0), False, False,
                        torch.bfloat16, "auto"),
@@ -31,6 +32,14 @@ CASES = {
                              False, torch.float16, "bf16"),
     "fp4_row x mxfp4": (("fp4_row", "pow2", "rtn", False, 0), ("mxfp4", "rceil", "sr", False, 0), False, True,
                         torch.bfloat16, "auto"),
+    "te fwd, 2d weight": (("nvfp4", "te", "rtn", False, 0), ("nvfp4", "te", "rtn", False, 0, True), False, False,
+                          torch.bfloat16, "auto"),
+    "te dgrad": (("nvfp4", "te", "sr", False, 0), ("nvfp4", "te", "rtn", False, 0, True), False, True,
+                 torch.float16, "auto"),
+    "torchao rows x cols": (("nvfp4", "torchao", "rtn", True, 32), ("nvfp4", "torchao", "sr", False, 32), False, True,
+                            torch.float32, "auto"),
+    "nvfp4 x mxfp4, bf16 mma": (("nvfp4", "te", "rtn", False, 0), ("mxfp4", "floor", "rtn", False, 0), False, False,
+                                torch.bfloat16, "bf16"),
 }
 
 
@@ -43,23 +52,29 @@ def test_qgemm_equals_quantize_then_gemm(device, case):
     g = torch.Generator().manual_seed(len(case))
     a = torch.randn((K, M) if a_cols else (M, K), generator=g).to(device, torch.bfloat16)
     b = torch.randn((K, N) if b_cols else (N, K), generator=g).to(device, torch.bfloat16)
-    hadamard = Hadamard(op_a[4], seed=7) if op_a[4] else None
+    g_had = op_a[4] or op_b[4]
+    hadamard = Hadamard(g_had, seed=7) if g_had else None
     seeds = (11, 12)
+    bias = torch.randn(N, generator=g).to(device) if len(case) % 2 else None
+
+    def fields(op):
+        fmt, rule, rounding, prescale, g_op, *block_2d = op
+        return fmt, rule, rounding, prescale, hadamard if g_op else None, bool(block_2d and block_2d[0])
 
     def two_step(t, op, cols, seed):
-        fmt, rule, rounding, prescale, _ = op
-        return fp4gemm.quantize(t, fmt, scale_rule=rule, rounding=rounding, prescale=prescale, hadamard=hadamard,
-                                rowwise=not cols, columnwise=cols, seed=seed)
+        fmt, rule, rounding, prescale, h, block_2d = fields(op)
+        return fp4gemm.quantize(t, fmt, scale_rule=rule, rounding=rounding, prescale=prescale, hadamard=h,
+                                block_2d=block_2d, rowwise=not cols, columnwise=cols, seed=seed)
 
-    want = fp4gemm.gemm(two_step(a, op_a, a_cols, seeds[0]), two_step(b, op_b, b_cols, seeds[1]),
+    want = fp4gemm.gemm(two_step(a, op_a, a_cols, seeds[0]), two_step(b, op_b, b_cols, seeds[1]), bias=bias,
                         out_dtype=out_dtype, mma=mma)
 
     def cfg(op, seed):
-        fmt, rule, rounding, prescale, _ = op
-        return ops.quantize_config(fmt, rule, rounding, prescale, False, hadamard.g if hadamard else 0,
-                                   hadamard.sign_words() if hadamard else [], seed)
+        fmt, rule, rounding, prescale, h, block_2d = fields(op)
+        return ops.quantize_config(fmt, rule, rounding, prescale, block_2d, h.g if h else 0,
+                                   h.sign_words() if h else [], seed)
 
-    got = ops.qgemm_native(a, a_cols, cfg(op_a, seeds[0]), b, b_cols, cfg(op_b, seeds[1]), out_dtype, mma)
+    got = ops.qgemm_native(a, a_cols, cfg(op_a, seeds[0]), b, b_cols, cfg(op_b, seeds[1]), out_dtype, mma, bias)
     assert got.shape == (M, N) and got.dtype == out_dtype and got.device == a.device
     assert torch.equal(got, want)
 
@@ -76,3 +91,5 @@ def test_qgemm_bad_inputs(device):
         ops.qgemm_native(a.int(), False, cfg, a, False, cfg, torch.float32)
     with pytest.raises(ValueError, match="^out_dtype"):
         ops.qgemm_native(a, False, cfg, a, False, cfg, torch.int32)
+    with pytest.raises(ValueError, match="^bias"):
+        ops.qgemm_native(a, False, cfg, a, False, cfg, torch.float32, "auto", torch.zeros(M + 1, device=device))

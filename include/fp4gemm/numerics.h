@@ -375,6 +375,9 @@ FP4_HD float dequantize_element(Format fmt, ScaleRule rule, uint8_t code, uint32
   return float(double(e2m1_value(code)) * s * global);
 }
 
+// global_scale of a quantization with the 3/4 prescale: the GEMM undoes it exactly in float64.
+constexpr double kPrescaleUndo = 4.0 / 3.0;
+
 // The operand's tensor-level factor, applied once to the GEMM sum: global_scale, times NVFP4's amax
 // term (A / 2688 for the TE rule, the per-tensor scale p for torchao). A non-finite amax gives NaN,
 // as quantize() then encodes the tensor as NaN (docs/numerics.md).

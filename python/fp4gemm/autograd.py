@@ -51,17 +51,18 @@ def _quantize(t: Tensor, op: Operand, h, seed: int, columnwise: bool, clip_mask:
                             columnwise=columnwise, seed=seed, clip_mask=clip_mask)
 
 
-def _qgemm(spec: Gemm, a: Tensor, a_cols: bool, b: Tensor, b_cols: bool, seeds, out_dtype, mma: str) -> Tensor:
-    """a_q · b_qᵀ with a (or aᵀ if a_cols) and b (or bᵀ) quantized along the shared reduction dim, in
-    one native call (the same bytes as _quantize twice and gemm_trusted, with a third of the host
-    round trips: docs/training.md)."""
+def _qgemm(spec: Gemm, a: Tensor, a_cols: bool, b: Tensor, b_cols: bool, seeds, out_dtype, mma: str,
+           bias: Optional[Tensor] = None) -> Tensor:
+    """a_q · b_qᵀ (+ bias) with a (or aᵀ if a_cols) and b (or bᵀ) quantized along the shared reduction
+    dim, in one native call (the same bytes as _quantize twice and gemm_trusted, with a third of the
+    host round trips: docs/training.md). seeds: (Hadamard signs, SR of a, SR of b)."""
     h = _hadamard(spec, seeds[0])
     g, words = (h.g, h.sign_words()) if h else (0, [])
 
     def cfg(op: Operand, seed: int):
         return ops.quantize_config(op.fmt, resolve_rule(op.fmt, op.scale_rule), op.rounding, op.prescale,
                                    op.block_2d, g, words, seed)
-    return ops.qgemm_native(a, a_cols, cfg(spec.a, seeds[1]), b, b_cols, cfg(spec.b, seeds[2]), out_dtype, mma)
+    return ops.qgemm_native(a, a_cols, cfg(spec.a, seeds[1]), b, b_cols, cfg(spec.b, seeds[2]), out_dtype, mma, bias)
 
 
 def _dequantize(q) -> Tensor:
@@ -90,14 +91,15 @@ def _forward(x2: Tensor, w: Tensor, bias: Optional[Tensor], r: Recipe) -> tuple[
         return microsoft.forward(x2, w, bias, r)
     if spec is None:
         return torch.nn.functional.linear(x2, w.to(x2.dtype), None if bias is None else bias.to(x2.dtype)), []
-    h = _hadamard(spec, fresh_seed() if spec.hadamard and spec.signs is None else 0)
+    h_seed = fresh_seed() if spec.hadamard and spec.signs is None else 0
     seed = lambda op: fresh_seed() if op.rounding == "sr" else 0  # RTN draws nothing
-    qx = _quantize(x2, spec.a, h, seed(spec.a), False, clip_mask=r.quest_forward)
-    qw = _quantize(w, spec.b, h, seed(spec.b), False, clip_mask=r.quest_forward)
-    y = gemm_trusted(qx, qw, bias=bias, out_dtype=x2.dtype, mma=r.mma)
-    if not r.quest_forward:
-        return y, []
+    if not r.quest_forward:  # backward needs no quantized operand: one native call (same seeds, same bytes)
+        return _qgemm(spec, x2, False, w, False, (h_seed, seed(spec.a), seed(spec.b)), x2.dtype, r.mma, bias), []
     # Quartet: backward runs on the forward-quantized operands (Hadamard basis) and their clip masks.
+    h = _hadamard(spec, h_seed)
+    qx = _quantize(x2, spec.a, h, seed(spec.a), False, clip_mask=True)
+    qw = _quantize(w, spec.b, h, seed(spec.b), False, clip_mask=True)
+    y = gemm_trusted(qx, qw, bias=bias, out_dtype=x2.dtype, mma=r.mma)
     return y, [_dequantize(qx), _dequantize(qw), qx.clip_mask.reshape(x2.shape[0], -1),
                qw.clip_mask.reshape(w.shape[0], -1)]
 

@@ -254,8 +254,8 @@ def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax,
 
 
 def qgemm_native(a: torch.Tensor, a_columnwise: bool, a_cfg, b: torch.Tensor, b_columnwise: bool, b_cfg,
-                 out_dtype: torch.dtype, mma: str = "auto") -> torch.Tensor:
-    """gemm_native(quantize_native(a), quantize_native(b)) in one native call and one scratch tensor:
+                 out_dtype: torch.dtype, mma: str = "auto", bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """gemm_native(quantize_native(a), quantize_native(b)) (+ bias) in one native call and one scratch tensor:
     a, b are [R, C] (leading dims flattened), each quantized along C, or along R when columnwise (the
     operand is then its transpose), with a _C.QuantizeConfig (quantize_config). The same bytes as the
     two steps at a fraction of their host time; for code that needs only D (the training layer's
@@ -276,6 +276,11 @@ def qgemm_native(a: torch.Tensor, a_columnwise: bool, a_cfg, b: torch.Tensor, b_
     args = _C.GemmArgs()
     args.out_dtype, args.mma = _DTYPES[out_dtype], _MMA[mma]
     M, N = (q.C if q.columnwise else q.R for q in ins)
+    if bias is not None:
+        if bias.shape != (N,) or bias.device != a.device:
+            raise ValueError(f"bias: must have shape ({N},) on {a.device}, got {tuple(bias.shape)} on {bias.device}")
+        bias = bias.float().contiguous()
+        args.bias = bias.data_ptr()
     workspace = torch.empty(_C.qgemm_workspace_size(*ins, args, on_device), dtype=torch.uint8, device=a.device)
     out = torch.empty([M, N], dtype=out_dtype, device=a.device)
     args.d = out.data_ptr()
