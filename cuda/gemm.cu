@@ -247,26 +247,9 @@ Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream) 
   s.workspace_size = p.total - p.cutlass;
   FP4_CUDA_CHECK(cudaMemsetAsync(s.a.special, 0, sizeof(int32_t), stream));
   FP4_CUDA_CHECK(cudaMemsetAsync(s.b.special, 0, sizeof(int32_t), stream));
-  if (!g.a_folded) fold_operand(g.a, s.a, stream);
-  if (!g.b_folded) fold_operand(g.b, s.b, stream);
+  fold_operand(g.a, s.a, stream);
+  fold_operand(g.b, s.b, stream);
   return s;
-}
-
-FoldedSlots gemm_folded_slots(const GemmArgs& g, void* workspace) {
-  FoldedSlots f;
-  if (path_here(g) != GemmPath::Sm90BF16) return f;
-  const Plan p = plan(g, sm90_args(g));
-  char* ws = static_cast<char*>(workspace);
-  // NVFP4's fold has no row base and never marks a row special: the quantizer's bytes are the same.
-  if (g.a.fmt == Format::NVFP4 && !g.a.scale_blocked) {
-    f.a = ws + p.a_data;
-    f.a_factor = reinterpret_cast<double*>(ws + p.a_factor);
-  }
-  if (g.b.fmt == Format::NVFP4 && !g.b.scale_blocked) {
-    f.b = ws + p.b_data;
-    f.b_factor = reinterpret_cast<double*>(ws + p.b_factor);
-  }
-  return f;
 }
 
 void gemm(const GemmArgs& g, cudaStream_t stream) {

@@ -39,10 +39,19 @@ __device__ void store_e4m3(uint2 codes, uint64_t table, uint4* dst) {
   *dst = make_uint4(out[0], out[1], out[2], out[3]);
 }
 
-// 16 codes -> 16 BF16 values code * s (bf16x8_folded).
+// 16 codes -> 16 BF16 values code * s. s is a power of two or an E4M3 value, so the fp32 product has
+// at most 6 significant bits and its low 16 bits are zero: the truncation to BF16 is exact.
 __device__ void store_bf16(uint2 codes, float s, uint4* dst) {
-  dst[0] = bf16x8_folded(codes.x, s);
-  dst[1] = bf16x8_folded(codes.y, s);
+  uint32_t w[8];
+  FP4_UNROLL
+  for (int j = 0; j < 8; ++j) {
+    const uint32_t pair = ((j < 4 ? codes.x : codes.y) >> (8 * (j & 3))) & 0xFF;
+    const uint32_t lo = num::f32_bits(num::e2m1_value(uint8_t(pair & 0xF)) * s) >> 16;
+    const uint32_t hi = num::f32_bits(num::e2m1_value(uint8_t(pair >> 4)) * s) >> 16;
+    w[j] = lo | (hi << 16);
+  }
+  dst[0] = make_uint4(w[0], w[1], w[2], w[3]);
+  dst[1] = make_uint4(w[4], w[5], w[6], w[7]);
 }
 
 __device__ bool nonzero(uint2 c) { return ((uint64_t(c.y) << 32 | c.x) & kMagnitudeBits) != 0; }

@@ -4,7 +4,6 @@
 #include <cuda_runtime.h>
 
 #include "fp4gemm/fp4gemm.h"
-#include "fp4gemm/numerics.h"
 
 namespace fp4gemm::cuda {
 
@@ -39,21 +38,6 @@ struct GemmOperand {
   int64_t rows = 0, k = 0;
   bool bf16 = false;
 };
-
-// 8 codes (code i in bits 4i..4i+3) -> 8 BF16 values code * s, as one 16-byte vector. s is a power of
-// two or an E4M3 value, so the fp32 product has at most 6 significant bits and its low 16 bits are
-// zero: the truncation to BF16 is exact. The fold and the quantizer (QuantizedOut.operand) share it.
-__device__ __forceinline__ uint4 bf16x8_folded(uint32_t codes, float s) {
-  uint32_t w[4];
-  FP4_UNROLL
-  for (int j = 0; j < 4; ++j) {
-    const uint32_t pair = (codes >> (8 * j)) & 0xFF;
-    const uint32_t lo = num::f32_bits(num::e2m1_value(uint8_t(pair & 0xF)) * s) >> 16;
-    const uint32_t hi = num::f32_bits(num::e2m1_value(uint8_t(pair >> 4)) * s) >> 16;
-    w[j] = lo | (hi << 16);
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
-}
 
 constexpr int kWindowHigh = 6;       // 6 * 2^6 = 384 <= 448: the largest block keeps every code
 constexpr int kWindowLowE4M3 = -8;   // 0.5 * 2^-8 = 2^-9, the smallest E4M3 subnormal

@@ -4,7 +4,6 @@
 #include <algorithm>
 
 #include "cuda_api.h"
-#include "gemm_operand.cuh"
 #include "warp_line.cuh"
 
 namespace fp4gemm::cuda {
@@ -31,17 +30,6 @@ struct DirArgs {
   uint8_t* mask = nullptr;
   float* amax = nullptr;  // NVFP4: the tensor amax (amax-pass target); fp4_row: per-line amax [lines]
   bool scale_blocked = false;
-  uint4* operand = nullptr;  // NVFP4: the Hopper BF16 GEMM operand [lines, K] (QuantizedOut.operand)
-  double* factor = nullptr;  // ... and its per-line epilogue factor
-  double global = 1.0;       // the tensor-level factor besides the amax (4/3 with prescale)
-
-  // The GEMM operand of one block's n (8 or 16) codes at element `pos`, and the line's factor once.
-  __device__ __forceinline__ void store_operand(const uint32_t* words, int n, int64_t pos, uint32_t s,
-                                                const Codec& c, bool first_of_line) const {
-    const float sb = num::e4m3_value(uint8_t(s));
-    for (int w = 0; w < n / 8; ++w) operand[pos / 8 + w] = bf16x8_folded(words[w], sb);
-    if (first_of_line) factor[pos / K] = num::tensor_factor(Format::NVFP4, c.rule, *amax, global);
-  }
 
   __device__ __forceinline__ void store_scale(int64_t line, int64_t blk, uint8_t s, int bs) const {
     const int64_t nb = K / bs;
@@ -144,7 +132,6 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[kPerLane], bool live, in
   encode_block(v, d, codec, s, num::Stream::Rowwise, pos, words, clipped);
   *reinterpret_cast<uint32_t*>(d.data + pos / 2) = words[0];
   if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
-  if (nv && d.operand) d.store_operand(words, 8, pos, s, codec, col == 0);
   if (row_fmt) {
     if (col == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
   } else if (seg % block_lanes == 0) {
@@ -301,7 +288,6 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
       if (d.mask) *reinterpret_cast<uint32_t*>(d.mask + pos / 8) = clipped;
     } else {
       *reinterpret_cast<uint2*>(d.data + pos / 2) = make_uint2(words[0], words[1]);
-      if (codec.fmt == Format::NVFP4 && d.operand) d.store_operand(words, B, pos, s, codec, r0 + rb == 0);
     }
     if (row_fmt) {
       if (r0 + rb == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
@@ -488,9 +474,6 @@ DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int64_t K, 
   d.mask = out->clip_mask;
   d.scale_blocked = out->scale_blocked;
   d.amax = cfg->fmt == Format::NVFP4 ? out->amax : line_amax;
-  d.operand = static_cast<uint4*>(out->operand);
-  d.factor = out->factor;
-  d.global = cfg->prescale ? num::kPrescaleUndo : 1.0;
   return d;
 }
 

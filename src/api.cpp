@@ -38,7 +38,7 @@ void check_config(const QuantizeConfig& cfg, int64_t K, const char* which) {
                  ") must be a multiple of the Hadamard block " + std::to_string(g));
 }
 
-void check_out(const QuantizedOut* out, const QuantizeConfig& cfg, const char* which, bool device) {
+void check_out(const QuantizedOut* out, const QuantizeConfig& cfg, const char* which) {
   const std::string n = std::string(which) + " out";
   if (!out) bad(n, "missing output for a requested direction");
   if (!out->data) bad(n + ".data", "null pointer");
@@ -47,9 +47,6 @@ void check_out(const QuantizedOut* out, const QuantizeConfig& cfg, const char* w
   if (cfg.amax_in && cfg.fmt != Format::NVFP4) bad(std::string(which) + " config.amax_in", "only nvfp4 takes a tensor amax");
   if (out->scale_blocked && cfg.fmt == Format::FP4Row) bad(n + ".scale_blocked", "per-row scales have no blocked layout");
   if (out->clip_mask && cfg.scale_rule != ScaleRule::Quest) bad(n + ".clip_mask", "only the quest rule writes a clip mask");
-  if ((out->operand || out->factor) && (cfg.fmt != Format::NVFP4 || out->scale_blocked || !out->operand || !out->factor))
-    bad(n + ".operand", "the GEMM operand (with its factors) is written for nvfp4 with canonical scales only");
-  if (out->operand && !device) bad(n + ".operand", "the GEMM operand is written by the GPU kernels only");
 }
 
 void check_operand(const QuantizedIn& q, const char* name) {
@@ -160,8 +157,8 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld,
   if (R <= 0 || C <= 0) bad("x", "empty tensor (" + std::to_string(R) + " x " + std::to_string(C) + ")");
   if (ld < C) bad("ld", "row stride " + std::to_string(ld) + " is smaller than the row length " + std::to_string(C));
   if (!row_cfg && !col_cfg) bad("rowwise/columnwise", "at least one output direction is needed");
-  if (row_cfg) { check_config(*row_cfg, C, "rowwise"); check_out(row_out, *row_cfg, "rowwise", device); }
-  if (col_cfg) { check_config(*col_cfg, R, "columnwise"); check_out(col_out, *col_cfg, "columnwise", device); }
+  if (row_cfg) { check_config(*row_cfg, C, "rowwise"); check_out(row_out, *row_cfg, "rowwise"); }
+  if (col_cfg) { check_config(*col_cfg, R, "columnwise"); check_out(col_out, *col_cfg, "columnwise"); }
   check_device(device);
   FP4_ON_DEVICE(device, cuda::quantize(x, dtype, R, C, ld, row_cfg, row_out, col_cfg, col_out, as_stream(stream)));
   (void)stream;

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "fp4gemm/fp4gemm.h"
-#include "scratch.h"
 
 namespace fp4gemm::cuda {
 
@@ -17,9 +16,6 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
 void dequantize(const QuantizedIn& q, float* out, cudaStream_t stream);
 size_t gemm_workspace_size(const GemmArgs& args);
 void gemm(const GemmArgs& args, cudaStream_t stream);
-// Where gemm()'s scratch (`workspace`) keeps each operand's GEMM-ready form when the quantizer can
-// write it directly: NVFP4 with canonical scales on the Hopper BF16 path; null elsewhere.
-FoldedSlots gemm_folded_slots(const GemmArgs& args, void* workspace);
 // The Blackwell paths (gemm_native.cu); gemm() dispatches to them by gemm_path().
 size_t native_workspace_size(const GemmArgs& args, GemmPath path);
 void native_gemm(const GemmArgs& args, GemmPath path, void* workspace, cudaStream_t stream);

@@ -7,9 +7,6 @@
 #include "fp4gemm/fp4gemm.h"
 #include "fp4gemm/numerics.h"
 #include "scratch.h"
-#ifdef FP4GEMM_WITH_CUDA
-#include "cuda_api.h"
-#endif
 
 namespace fp4gemm {
 namespace {
@@ -71,29 +68,19 @@ void qgemm(const QGemmInput& a, const QGemmInput& b, GemmArgs args, void* worksp
   args = with_operands(args, a, b, sa, sb, base);
   const size_t gemm_bytes = gemm_workspace_size(args, device);
   if (workspace_size < l.end + gemm_bytes) throw std::invalid_argument("workspace: smaller than qgemm_workspace_size");
-  args.workspace = gemm_bytes ? base + l.end : nullptr;
-  args.workspace_size = gemm_bytes;
-  // Where the GPU GEMM keeps an operand's GEMM-ready form that the quantizer can write itself
-  // (NVFP4 on Hopper): written there, the GEMM skips that operand's fold pass.
-  FoldedSlots folded;
-#ifdef FP4GEMM_WITH_CUDA
-  if (device) folded = cuda::gemm_folded_slots(args, args.workspace);
-#endif
-  args.a_folded = folded.a != nullptr;
-  args.b_folded = folded.b != nullptr;
   for (const QGemmInput* in : {&a, &b}) {
     const Slots& s = in == &a ? sa : sb;
     QuantizedOut out;
     out.data = reinterpret_cast<uint8_t*>(base + s.data);
     out.scale = base + s.scale;
     out.amax = reinterpret_cast<float*>(base + s.amax);
-    out.operand = in == &a ? folded.a : folded.b;
-    out.factor = in == &a ? folded.a_factor : folded.b_factor;
     const QuantizeConfig* cfg = &in->cfg;
     const bool col = in->columnwise;
     quantize(in->x, in->dtype, in->R, in->C, in->ld, col ? nullptr : cfg, col ? nullptr : &out, col ? cfg : nullptr,
              col ? &out : nullptr, device, stream);
   }
+  args.workspace = gemm_bytes ? base + l.end : nullptr;
+  args.workspace_size = gemm_bytes;
   gemm(args, device, stream);
 }
 

@@ -17,13 +17,4 @@ struct ScratchLayout {
   }
 };
 
-// Where a GPU GEMM's scratch holds the GEMM-ready form of operands that the quantizer writes itself
-// (QuantizedOut.operand / factor; cuda::gemm_folded_slots): null for an operand the GEMM folds.
-struct FoldedSlots {
-  void* a = nullptr;
-  void* b = nullptr;
-  double* a_factor = nullptr;
-  double* b_factor = nullptr;
-};
-
 }  // namespace fp4gemm

@@ -57,10 +57,6 @@ struct QuantizedOut {
   uint8_t* clip_mask = nullptr;   // Quest only (optional): [rows, K/8] bits, bit set = |x/s| >= 6 (clipped)
   bool scale_blocked = false;     // MX/NV: write scales in the 128x4 blocked layout (blocked_size bytes,
                                   // padding left as the caller initialized it: zero it first)
-  // GPU, NVFP4 only (qgemm): also write the Hopper BF16 GEMM's operand, [rows, K] bf16 code * block
-  // scale (exact), and each row's float64 epilogue factor (the tensor factor): the fold's bytes.
-  void* operand = nullptr;
-  double* factor = nullptr;
 };
 
 // A quantized operand as the GEMM reads it (rows x K, rowwise along K).
@@ -102,9 +98,6 @@ struct GemmArgs {
   Mma mma = Mma::Auto;            // GPU: tensor-core operand type
   void* workspace = nullptr;      // GPU scratch of gemm_workspace_size bytes; null: allocated stream-ordered
   size_t workspace_size = 0;
-  // GPU (qgemm): the workspace already holds this operand's GEMM-ready form, written by quantize()
-  // where the GEMM's own fold would put it (QuantizedOut.operand); the GEMM skips that fold.
-  bool a_folded = false, b_folded = false;
 };
 // Bytes of GPU scratch gemm() needs for these shapes and formats (0 on the CPU path).
 size_t gemm_workspace_size(const GemmArgs& args, bool device);
