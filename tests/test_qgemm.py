@@ -17,8 +17,7 @@ def cuda_param():
 
 
 # (operand a, operand b, a columnwise, b columnwise, out dtype, mma); an operand is
-# (fmt, scale_rule, rounding, prescale, hadamard g[, block_2d]). On Hopper the nvfp4 operands are
-# written GEMM-ready by the quantizer itself (no fold pass): the bytes must not change.
+# (fmt, scale_rule, rounding, prescale, hadamard g[, block_2d]). Cases with an odd-length name add a bias.
 CASES = {
     "mxfp4 rtn rows": (("mxfp4", "floor", "rtn", False, 0), ("mxfp4", "floor", "rtn", False, 0), False, False,
                        torch.bfloat16, "auto"),
@@ -38,8 +37,8 @@ CASES = {
                  torch.float16, "auto"),
     "torchao rows x cols": (("nvfp4", "torchao", "rtn", True, 32), ("nvfp4", "torchao", "sr", False, 32), False, True,
                             torch.float32, "auto"),
-    "nvfp4 x mxfp4, bf16 mma": (("nvfp4", "te", "rtn", False, 0), ("mxfp4", "floor", "rtn", False, 0), False, False,
-                                torch.bfloat16, "bf16"),
+    "te rows x cols, bf16 mma": (("nvfp4", "te", "rtn", False, 16), ("nvfp4", "te", "sr", False, 16), False, True,
+                                 torch.float32, "bf16"),
 }
 
 
