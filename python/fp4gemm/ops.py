@@ -207,6 +207,22 @@ def _(data, scale, amax, fmt, scale_rule, global_scale):
     return data.new_empty(list(data.shape[:-1]) + [data.shape[-1] * 2], dtype=torch.float32)
 
 
+def _set_output(args, out_dtype: torch.dtype, mma: str, bias: Optional[torch.Tensor], n: int, device):
+    """Check and set what gemm_native and qgemm_native share: the output dtype, mma, and bias [n], which
+    is returned as the fp32 tensor args points at (the caller keeps it alive through the call)."""
+    if out_dtype not in _DTYPES:
+        raise ValueError(f"out_dtype: must be float32, float16 or bfloat16, got {out_dtype}")
+    if mma not in _MMA:
+        raise ValueError(f"mma: must be one of {sorted(_MMA)}, got {mma!r}")
+    args.out_dtype, args.mma = _DTYPES[out_dtype], _MMA[mma]
+    if bias is not None:
+        if bias.shape != (n,) or bias.device != device:
+            raise ValueError(f"bias: must have shape ({n},) on {device}, got {tuple(bias.shape)} on {bias.device}")
+        bias = bias.float().contiguous()
+        args.bias = bias.data_ptr()
+    return bias
+
+
 def gemm_native(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.Tensor], a_fmt: str,
                 a_rule: str, a_global: float, b_data: torch.Tensor, b_scale: torch.Tensor,
                 b_amax: Optional[torch.Tensor], b_fmt: str, b_rule: str, b_global: float, alpha: float,
@@ -216,24 +232,15 @@ def gemm_native(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[to
     a_blocked / b_blocked: that operand's scales are in the 128x4 blocked layout."""
     if a_data.device != b_data.device:
         raise ValueError(f"b: on {b_data.device}, but a is on {a_data.device}")
-    if out_dtype not in _DTYPES:
-        raise ValueError(f"out_dtype: must be float32, float16 or bfloat16, got {out_dtype}")
     on_device, stream = device_args(a_data, "a")
     args = _C.GemmArgs()
     args.a = operand(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, "a", a_blocked)
     args.b = operand(b_data, b_scale, b_amax, b_fmt, b_rule, b_global, "b", b_blocked)
     args.alpha = alpha
     M, N = args.a.rows, args.b.rows
-    if bias is not None:
-        if bias.shape != (N,) or bias.device != a_data.device:
-            raise ValueError(f"bias: must have shape ({N},) on {a_data.device}, got {tuple(bias.shape)} on {bias.device}")
-        bias = bias.float().contiguous()
-        args.bias = bias.data_ptr()
+    bias = _set_output(args, out_dtype, mma, bias, N, a_data.device)
     out = torch.empty([M, N], dtype=out_dtype, device=a_data.device)
-    args.d, args.out_dtype, args.fp32_accumulate = out.data_ptr(), _DTYPES[out_dtype], fp32_accumulate
-    if mma not in _MMA:
-        raise ValueError(f"mma: must be one of {sorted(_MMA)}, got {mma!r}")
-    args.mma = _MMA[mma]
+    args.d, args.fp32_accumulate = out.data_ptr(), fp32_accumulate
     with on_device_of(a_data):
         if on_device:  # scratch from torch's caching allocator: no cudaMalloc per call, graph-safe
             workspace = torch.empty(_C.gemm_workspace_size(args, True), dtype=torch.uint8, device=a_data.device)
@@ -262,10 +269,6 @@ def qgemm_native(a: torch.Tensor, a_columnwise: bool, a_cfg, b: torch.Tensor, b_
     backward GEMMs), not the quantized operands."""
     if b.device != a.device:
         raise ValueError(f"b: on {b.device}, but a is on {a.device}")
-    if out_dtype not in _DTYPES:
-        raise ValueError(f"out_dtype: must be float32, float16 or bfloat16, got {out_dtype}")
-    if mma not in _MMA:
-        raise ValueError(f"mma: must be one of {sorted(_MMA)}, got {mma!r}")
     on_device, stream = device_args(a, "a")
     ins = []
     for t, columnwise, cfg, name in ((a, a_columnwise, a_cfg, "a"), (b, b_columnwise, b_cfg, "b")):
@@ -274,13 +277,8 @@ def qgemm_native(a: torch.Tensor, a_columnwise: bool, a_cfg, b: torch.Tensor, b_
         q.x, q.dtype, q.columnwise, q.cfg = t.data_ptr(), native_dtype(t, name), columnwise, cfg
         ins.append(q)
     args = _C.GemmArgs()
-    args.out_dtype, args.mma = _DTYPES[out_dtype], _MMA[mma]
     M, N = (q.C if q.columnwise else q.R for q in ins)
-    if bias is not None:
-        if bias.shape != (N,) or bias.device != a.device:
-            raise ValueError(f"bias: must have shape ({N},) on {a.device}, got {tuple(bias.shape)} on {bias.device}")
-        bias = bias.float().contiguous()
-        args.bias = bias.data_ptr()
+    bias = _set_output(args, out_dtype, mma, bias, N, a.device)
     workspace = torch.empty(_C.qgemm_workspace_size(*ins, args, on_device), dtype=torch.uint8, device=a.device)
     out = torch.empty([M, N], dtype=out_dtype, device=a.device)
     args.d = out.data_ptr()
