@@ -21,3 +21,26 @@ def time_ms(fn, calls: int, reps: int, warmup: int) -> float:
         b.synchronize()
         times.append(a.elapsed_time(b) / calls)
     return statistics.median(times)
+
+
+def graph_time_ms(fn, calls: int, reps: int, warmup: int) -> float:
+    """Median over `reps` of the mean GPU time of `calls` calls replayed from one CUDA graph: the
+    kernels alone, without the host's per-call cost (which back-to-back eager calls expose when a
+    kernel is shorter than its Python call)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(calls):
+            fn()
+    g.replay()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / calls)
+    return statistics.median(times)

@@ -30,7 +30,7 @@ __global__ void hadamard_kernel(const typename In::T* __restrict__ x, int64_t ro
   float v[kPerLane];
   FP4_UNROLL
   for (int j = 0; j < kPerLane; ++j) v[j] = live ? to_f32<In>(x[r * ld + start + j]) : 0.0f;
-  lane8_hadamard(v, g, signs, lane);
+  lane_hadamard(v, g, signs, lane);
   if (live)
     FP4_UNROLL
     for (int j = 0; j < kPerLane; ++j) out[r * K + start + j] = v[j];

@@ -72,6 +72,19 @@ template <int N, bool kMask>
 __device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& d, const Codec& codec, uint32_t s,
                                             float mult, num::Stream stream, int64_t pos, uint32_t (&words)[N / 8],
                                             uint32_t& clipped) {
+  if (codec.rounding == Rounding::RTN) {  // eight codes at a time, packed by multiply-adds
+    FP4_UNROLL
+    for (int w = 0; w < N / 8; ++w) {
+      float a[8];
+      FP4_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        a[j] = codec.scaled(v[8 * w + j], mult, s);
+        if (kMask) clipped |= (num::abs_f(a[j]) >= num::kE2M1Max ? 1u : 0u) << (8 * w + j);
+      }
+      words[w] = num::e2m1_rtn_pack8(a);
+    }
+    return;
+  }
   constexpr int kRun = N < kSrRun ? N : kSrRun;
   FP4_UNROLL
   for (int r0 = 0; r0 < N; r0 += kRun) {
@@ -101,18 +114,20 @@ __device__ __forceinline__ void encode_block(const float (&v)[N], const DirArgs&
   else encode_runs<N, false>(v, d, codec, s, mult, stream, pos, words, clipped);
 }
 
-// Rowwise, one lane's share: 8 consecutive values v of line `line` starting at column `col` (segment
+// Rowwise, one lane's share: N consecutive values v of line `line` starting at column `col` (segment
 // index seg among kSegs lanes of the row, all in one warp). All lanes of the warp must call this
 // (shuffles); `live` lanes write. amax2d: the lane's 16x16 tile amax when block_2d.
-template <Pass P, int kSegs>
-__device__ __forceinline__ void rowwise_lane(float (&v)[kPerLane], bool live, int64_t line, int64_t col, int seg,
+template <Pass P, int kSegs, bool kFlipped = false, int N>
+__device__ __forceinline__ void rowwise_lane(float (&v)[N], bool live, int64_t line, int64_t col, int seg,
                                              const DirArgs& d, const Codec& codec, float amax2d, float& warp_amax) {
   const bool nv = codec.fmt == Format::NVFP4, row_fmt = codec.fmt == Format::FP4Row;
-  const int block_lanes = nv ? 2 : 4;
-  if (d.g) lane8_hadamard(v, d.g, d.signs, seg);
+  const int bs = nv ? num::kNvBlock : num::kMxBlock, block_lanes = bs / N;
+  if (d.g) lane_hadamard<kFlipped>(v, d.g, d.signs, seg);
   const int64_t pos = line * d.K + col;
-  if (P == Pass::Amax) {
-    const float a = live ? lane8_amax(v) : 0.0f;
+  if (P == Pass::Amax) {  // integer amax: the tensor / line amax keeps numerics.h's NaN bits
+    float a = 0.0f;
+    FP4_UNROLL
+    for (int j = 0; j < N; ++j) a = num::amax_update(a, live ? v[j] : 0.0f);
     if (row_fmt) {
       const float ra = lanes_amax(a, kSegs);
       if (live && seg == 0) atomic_amax(d.amax + line, ra);
@@ -124,18 +139,22 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[kPerLane], bool live, in
   uint32_t s;
   if (row_fmt) s = live ? codec.scale_from_amax(d.amax[line]) : 0u;
   else {
-    const float a = d.block_2d ? amax2d : lanes_amax(lane8_amax(v), block_lanes);
-    s = codec.rule == ScaleRule::Quest ? lane8_quest_scale(v, a) : codec.scale_from_amax(a);
+    const float a = d.block_2d ? amax2d : lanes_block_amax(lane_amax(v), block_lanes);
+    s = codec.rule == ScaleRule::Quest ? lane_quest_scale(v, a) : codec.scale_from_amax(a);
   }
   if (!live) return;
-  uint32_t words[1], clipped = 0;
+  uint32_t words[N / 8], clipped = 0;
   encode_block(v, d, codec, s, num::Stream::Rowwise, pos, words, clipped);
-  *reinterpret_cast<uint32_t*>(d.data + pos / 2) = words[0];
-  if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
+  if constexpr (N == 16) {
+    *reinterpret_cast<uint2*>(d.data + pos / 2) = make_uint2(words[0], words[1]);
+    if (d.mask) *reinterpret_cast<uint16_t*>(d.mask + pos / 8) = uint16_t(clipped);
+  } else {
+    *reinterpret_cast<uint32_t*>(d.data + pos / 2) = words[0];
+    if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
+  }
   if (row_fmt) {
     if (col == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
   } else if (seg % block_lanes == 0) {
-    const int bs = nv ? num::kNvBlock : num::kMxBlock;
     d.store_scale(line, col / bs, uint8_t(s), bs);
   }
 }
@@ -159,56 +178,77 @@ __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int co
   }
 }
 
-// A lane's 8 consecutive inputs of one row: 16-byte loads when aligned, element-wise otherwise;
+// A lane's N consecutive inputs of one row: 16-byte loads when aligned, element-wise otherwise;
 // zeros for a lane past the last column.
-template <class In>
-__device__ __forceinline__ void load_lane(typename In::T (&buf)[kPerLane], const typename In::T* src, bool live,
-                                          bool vec_ok) {
+template <class In, int N>
+__device__ __forceinline__ void load_lane(typename In::T (&buf)[N], const typename In::T* src, bool live, bool vec_ok) {
   using T = typename In::T;
   constexpr int kVec = 16 / int(sizeof(T));
   if (live && vec_ok) {
     FP4_UNROLL
-    for (int k = 0; k < kPerLane; k += kVec) *reinterpret_cast<uint4*>(buf + k) = __ldg(reinterpret_cast<const uint4*>(src + k));
+    for (int k = 0; k < N; k += kVec) *reinterpret_cast<uint4*>(buf + k) = __ldg(reinterpret_cast<const uint4*>(src + k));
   } else {
     FP4_UNROLL
-    for (int k = 0; k < kPerLane; ++k) buf[k] = live ? src[k] : T(0);
+    for (int k = 0; k < N; ++k) buf[k] = live ? src[k] : T(0);
   }
 }
 
-// 5 CTAs (40 warps) per SM for the rowwise-only kernel: at most 48 registers, which its code plus the
-// prefetched row fits without spills.
-constexpr int kRowsCtasPerSm = 5;
+// The rowwise-only kernel: 16 values per lane (a warp covers 512 columns), so the per-row work
+// (addresses, scale rule, stores) is shared by twice the values of the tile kernel's 8, and RHT g = 64
+// needs two cross-lane stages, not three. 4 CTAs (32 warps) per SM: at most 64 registers.
+constexpr int kRowLane = 16, kRowsCtasPerSm = 4;
 
-// Rowwise only, no tile: blockIdx.x picks a 256-column segment, each warp strides over rows (no
-// index division); a lane's 8 consecutive values come straight from one 16-byte load when aligned.
+// Rowwise only, no tile: blockIdx.x picks a 512-column segment, each warp strides over rows (no
+// index division); a lane's 16 consecutive values come straight from 16-byte loads when aligned.
 // No shared memory, no barrier. The next row's load is issued before the current row's arithmetic,
-// so every lane keeps a load in flight while it computes (before, each warp loaded, then computed).
+// so every lane keeps a load in flight while it computes.
 template <class In, Pass P, Format F, Rounding Rd>
 __global__ void __launch_bounds__(kThreads, kRowsCtasPerSm)
     quantize_rows(const typename In::T* __restrict__ x, int64_t R, int64_t C, int64_t ld, DirArgs row) {
   using T = typename In::T;
-  constexpr int kSegs = 32;
+  constexpr int N = kRowLane, kSegs = 32;
   const int lane = threadIdx.x & 31;
-  const int64_t col = int64_t(blockIdx.x) * 256 + kPerLane * lane;
-  const bool live_col = col < C;  // C is a multiple of 16: a lane's 8 values are all in or all out
-  const bool vec_ok = (ld % kPerLane) == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
+  const int64_t col = int64_t(blockIdx.x) * (32 * N) + N * lane;
+  const bool live_col = col < C;  // C is a multiple of 16: a lane's 16 values are all in or all out
+  const bool vec_ok = (ld % 8) == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
   const Codec codec = kernel_codec<F, Rd>(row);
   const int64_t stride = int64_t(gridDim.y) * kWarps;
   float warp_amax = 0.0f;
   int64_t r = int64_t(blockIdx.y) * kWarps + (threadIdx.x >> 5);
-  alignas(16) T buf[kPerLane];
+  // 16-bit inputs take the RHT sign flips on the raw pairs, once per two values: XOR masks with
+  // bit 15 (even element) and bit 31 (odd), fixed per lane, kept in shared memory (in registers
+  // they would spill). A sign flip commutes with the conversion.
+  constexpr bool kPairFlips = sizeof(T) == 2;
+  __shared__ __align__(16) uint32_t flips[32][N / 2];
+  if (kPairFlips) {
+    if (threadIdx.x < 32) {
+      const uint32_t w = row.g ? lane_sign_bits<N>(row.g, row.signs, lane) : 0u;
+      FP4_UNROLL
+      for (int j = 0; j < N / 2; ++j) flips[lane][j] = ((w >> (2 * j)) & 1u) << 15 | ((w >> (2 * j + 1)) & 1u) << 31;
+    }
+    __syncthreads();
+  }
+  alignas(16) T buf[N];
   if (r < R) load_lane<In>(buf, x + r * ld + col, live_col, vec_ok);
   for (; r < R; r += stride) {
     // Prefetch; the last row re-reads itself (a valid address, value unused) instead of branching.
     const int64_t next = r + stride < R ? r + stride : r;
-    alignas(16) T ahead[kPerLane];
+    alignas(16) T ahead[N];
     load_lane<In>(ahead, x + next * ld + col, live_col, vec_ok);
-    float v[kPerLane];
+    if (kPairFlips && row.g) {
+      FP4_UNROLL
+      for (int q = 0; q < N / 8; ++q) {
+        const uint4 m = *reinterpret_cast<const uint4*>(&flips[lane][4 * q]);
+        uint4& b = reinterpret_cast<uint4*>(buf)[q];
+        b.x ^= m.x; b.y ^= m.y; b.z ^= m.z; b.w ^= m.w;
+      }
+    }
+    float v[N];
     FP4_UNROLL
-    for (int k = 0; k < kPerLane; ++k) v[k] = to_f32<In>(buf[k]);
-    rowwise_lane<P, kSegs>(v, live_col, r, col, lane, row, codec, 0.0f, warp_amax);
+    for (int k = 0; k < N; ++k) v[k] = to_f32<In>(buf[k]);
+    rowwise_lane<P, kSegs, kPairFlips>(v, live_col, r, col, lane, row, codec, 0.0f, warp_amax);
     FP4_UNROLL
-    for (int k = 0; k < kPerLane; ++k) buf[k] = ahead[k];
+    for (int k = 0; k < N; ++k) buf[k] = ahead[k];
   }
   if (P == Pass::Amax && F == Format::NVFP4) {
     // One atomic per CTA: warp reduce, then across the 8 warps through shared memory.
@@ -269,8 +309,12 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
     if (d.g && d.g <= B) thread_hadamard<B>(v, d.g, d.signs, rb);  // larger g: done in shared memory
     const int64_t line = c0 + c, pos = line * d.K + r0 + rb;
     float a = 0.0f;
-    FP4_UNROLL
-    for (int i = 0; i < B; ++i) a = num::amax_update(a, v[i]);
+    if (P == Pass::Amax) {  // integer amax: the tensor / line amax keeps numerics.h's NaN bits
+      FP4_UNROLL
+      for (int i = 0; i < B; ++i) a = num::amax_update(a, v[i]);
+    } else {
+      a = lane_amax(v);
+    }
     if (P == Pass::Amax) {
       if (row_fmt) atomic_amax(d.amax + line, a);
       else thread_amax = num::amax_update(thread_amax, a);
@@ -394,10 +438,10 @@ void launch_rows(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs&
                  cudaStream_t stream) {
   static int amax_ctas[64] = {}, quant_ctas[64] = {};
   auto kernel = amax_pass ? quantize_rows<In, Pass::Amax, F, Rounding::RTN> : quantize_rows<In, Pass::Quant, F, Rd>;
-  // x: 256-column segments; y: groups of 8 rows, as many as fill one wave of resident CTAs (rounded
+  // x: 512-column segments; y: groups of 8 rows, as many as fill one wave of resident CTAs (rounded
   // down: a partial second wave would leave most SMs idle at the end; warps stride over rows).
   const int64_t slots = int64_t(sm_count()) * ctas_per_sm(kernel, amax_pass ? amax_ctas : quant_ctas);
-  const int64_t segs = (C + 255) / 256, row_groups = (R + kWarps - 1) / kWarps;
+  const int64_t segs = (C + 32 * kRowLane - 1) / (32 * kRowLane), row_groups = (R + kWarps - 1) / kWarps;
   const int64_t y = std::max<int64_t>(1, std::min<int64_t>({row_groups, 65535, slots / segs}));
   if (segs > 2147483647) throw std::invalid_argument("x: too many columns for the rowwise kernel");
   kernel<<<dim3(unsigned(segs), unsigned(y)), kThreads, 0, stream>>>(static_cast<const typename In::T*>(x), R, C, ld, row);

@@ -24,7 +24,7 @@ template <int N>
 __device__ __forceinline__ void register_butterflies(float (&v)[N], int g) {
   FP4_UNROLL
   for (int h = 1; h < N; h <<= 1) {
-    if (h >= g) break;
+    if (N > 16 && h >= g) break;  // g >= 16: a run-time exit only where N exceeds it (it costs copies)
     FP4_UNROLL
     for (int k = 0; k < N; ++k)
       if (!(k & h)) {
@@ -35,27 +35,36 @@ __device__ __forceinline__ void register_butterflies(float (&v)[N], int g) {
   }
 }
 
-// x <- (x . s) H_g / sqrt(g) on 8 consecutive values per lane; element index (within the line,
-// which starts at a multiple of g) = 8 * seg + j. Stages h < 8 in registers, h >= 8 across lanes.
-__device__ __forceinline__ void lane8_hadamard(float (&v)[kPerLane], int g, const uint32_t (&signs)[8], int seg) {
-  const int base = (kPerLane * seg) & (g - 1);
-  const uint32_t w = sign_word(signs, base >> 5) >> (base & 31);  // bit j: sign of element j
-  FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j) v[j] = num::bits_f32(num::f32_bits(v[j]) ^ ((w >> j) & 1u) << 31);
-  register_butterflies(v, g);
-  for (int h = kPerLane; h < g; h <<= 1) {
-    const int d = h / kPerLane;
-    // The lane holding x[i + h] becomes a - b = partner + (-mine): IEEE subtraction is exactly that.
-    const uint32_t flip = (seg & d) ? 0x80000000u : 0u;
+// Sign bits of a lane's N consecutive elements of a line (element index N * seg + j within the
+// g-block pattern): bit j set = element j is negated.
+template <int N>
+__device__ __forceinline__ uint32_t lane_sign_bits(int g, const uint32_t (&signs)[8], int seg) {
+  const int base = (N * seg) & (g - 1);
+  return sign_word(signs, base >> 5) >> (base & 31);
+}
+
+// x <- (x . s) H_g / sqrt(g) on N consecutive values per lane; element index (within the line,
+// which starts at a multiple of g) = N * seg + j. Stages h < N in registers, h >= N across lanes.
+// kFlipped: the caller applied the signs already (on the raw input, see quantize_rows).
+template <bool kFlipped = false, int N>
+__device__ __forceinline__ void lane_hadamard(float (&v)[N], int g, const uint32_t (&signs)[8], int seg) {
+  if (!kFlipped) {
+    const uint32_t w = lane_sign_bits<N>(g, signs, seg);
     FP4_UNROLL
-    for (int j = 0; j < kPerLane; ++j) {
-      const float other = __shfl_xor_sync(kFull, v[j], d);
-      v[j] = other + num::bits_f32(num::f32_bits(v[j]) ^ flip);
-    }
+    for (int j = 0; j < N; ++j) v[j] = num::bits_f32(num::f32_bits(v[j]) ^ ((w >> j) & 1u) << 31);
+  }
+  register_butterflies(v, g);
+  for (int h = N; h < g; h <<= 1) {
+    const int d = h / N;
+    // The lane holding x[i + h] becomes a - b = partner + (-1) * mine: one FFMA with an exact
+    // product rounds as the subtraction does (and a + b = b + a for the other lane).
+    const float sgn = (seg & d) ? -1.0f : 1.0f;
+    FP4_UNROLL
+    for (int j = 0; j < N; ++j) v[j] = __fmaf_rn(v[j], sgn, __shfl_xor_sync(kFull, v[j], d));
   }
   const float scale = num::inv_sqrt_pow2(g);
   FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j) v[j] = v[j] * scale;
+  for (int j = 0; j < N; ++j) v[j] = v[j] * scale;
 }
 
 // Hadamard steps on the N consecutive values i0 .. i0+N-1 of a line held by one thread (i0 % N == 0,
@@ -74,10 +83,19 @@ __device__ __forceinline__ void thread_hadamard(float (&v)[N], int g, const uint
   }
 }
 
-__device__ __forceinline__ float lane8_amax(const float (&v)[kPerLane]) {
-  float a = 0.0f;
+// max(|a|, |b|), NaN if either is NaN (PTX max.NaN): one FMNMX. For block scales only: they read
+// the amax's value when finite and nothing else (a NaN's payload, which the tensor amax keeps, may differ).
+__device__ __forceinline__ float max_abs_nan(float a, float b) {
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(fabsf(a)), "f"(fabsf(b)));
+  return r;
+}
+
+template <int N>
+__device__ __forceinline__ float lane_amax(const float (&v)[N]) {
+  float a = fabsf(v[0]);
   FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j) a = num::amax_update(a, v[j]);
+  for (int j = 1; j < N; ++j) a = max_abs_nan(a, v[j]);
   return a;
 }
 
@@ -86,36 +104,51 @@ __device__ __forceinline__ float lanes_amax(float a, int lanes) {
   for (int m = lanes >> 1; m >= 1; m >>= 1) a = num::amax_update(a, __shfl_xor_sync(kFull, a, m));
   return a;
 }
+__device__ __forceinline__ float lanes_block_amax(float a, int lanes) {
+  for (int m = lanes >> 1; m >= 1; m >>= 1) a = max_abs_nan(a, __shfl_xor_sync(kFull, a, m));
+  return a;
+}
 
-// numerics.h pairwise_sum32 over a 32-block held by 4 lanes x 8: (i, i+16) is lane ^ 2, (i, i+8)
-// lane ^ 1, then (j, j+4), (j, j+2), (j, j+1) in registers. Every lane gets the same bits.
-__device__ __forceinline__ float lane8_pairwise_sum32(float (&s)[kPerLane]) {
+// numerics.h pairwise_sum32 over a 32-block held by 32 / N lanes x N: stages h >= N pair lane ^ (h / N)
+// (both lanes add the same two values: IEEE addition commutes), stages h < N run in registers.
+// Every lane gets the same bits.
+template <int N>
+__device__ __forceinline__ float lane_pairwise_sum32(float (&s)[N]) {
   FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j) s[j] = s[j] + __shfl_xor_sync(kFull, s[j], 2);
-  FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j) s[j] = s[j] + __shfl_xor_sync(kFull, s[j], 1);
-  FP4_UNROLL
-  for (int j = 0; j < 4; ++j) s[j] = s[j] + s[j + 4];
+  for (int h = 16; h >= N; h >>= 1) {
+    FP4_UNROLL
+    for (int j = 0; j < N; ++j) s[j] = s[j] + __shfl_xor_sync(kFull, s[j], h / N);
+  }
+  // In-register stages with constant bounds (a loop over h would index s[] at run time).
+  if constexpr (N >= 16) {
+    FP4_UNROLL
+    for (int j = 0; j < 8; ++j) s[j] = s[j] + s[j + 8];
+  }
+  if constexpr (N >= 8) {
+    FP4_UNROLL
+    for (int j = 0; j < 4; ++j) s[j] = s[j] + s[j + 4];
+  }
   s[0] = s[0] + s[2];
   s[1] = s[1] + s[3];
   return s[0] + s[1];
 }
 
-// QuEST scale byte of the 32-block held by 4 lanes (numerics.h quest_scale_byte). No early exit for
+// QuEST scale byte of the 32-block held by 32 / N lanes (numerics.h quest_scale_byte). No early exit for
 // non-finite blocks: the sums shuffle across the whole warp, so every lane must take part.
-__device__ __forceinline__ uint8_t lane8_quest_scale(const float (&v)[kPerLane], float amax) {
+template <int N>
+__device__ __forceinline__ uint8_t lane_quest_scale(const float (&v)[N], float amax) {
   const int E = num::is_finite(amax) ? num::exp_field(amax) : 0;
   const float norm = num::exp2i(-E);
-  float n[kPerLane];
+  float n[N];
   FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j) n[j] = v[j] * norm;
-  float t[kPerLane];
+  for (int j = 0; j < N; ++j) n[j] = v[j] * norm;
+  float t[N];
   FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j) t[j] = n[j];
-  const float mean = lane8_pairwise_sum32(t) * (1.0f / 32.0f);
+  for (int j = 0; j < N; ++j) t[j] = n[j];
+  const float mean = lane_pairwise_sum32(t) * (1.0f / 32.0f);
   FP4_UNROLL
-  for (int j = 0; j < kPerLane; ++j) { const float d = n[j] - mean; t[j] = d * d; }
-  const float var = lane8_pairwise_sum32(t) * (1.0f / 32.0f);
+  for (int j = 0; j < N; ++j) { const float d = n[j] - mean; t[j] = d * d; }
+  const float var = lane_pairwise_sum32(t) * (1.0f / 32.0f);
   float sigma = __fsqrt_rn(var);
   sigma = sigma * num::exp2i(E);
   const float q = sigma * num::kQuestScale + num::kQuestEps;

@@ -80,6 +80,15 @@ FP4_HD float f16_to_f32(uint16_t h) {
   return bits_f32(sign | ((e + 112) << 23) | (m << 13));
 }
 
+// High word of a * b. On the GPU an IMAD.HI, which issues on the FMA pipe where a shift would take the ALU's.
+FP4_HD uint32_t mulhi32(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __umulhi(a, b);
+#else
+  return uint32_t((uint64_t(a) * uint64_t(b)) >> 32);
+#endif
+}
+
 FP4_HD int block_size_of(Format fmt) { return fmt == Format::MXFP4 ? kMxBlock : fmt == Format::NVFP4 ? kNvBlock : 0; }
 
 // ---------------------------------------------------------------- E2M1 (FP4)
@@ -92,17 +101,53 @@ FP4_HD float e2m1_value(uint8_t code) {
   return (code & 8) ? -m : m;
 }
 
-// Round-to-nearest, ties to the even code, saturating at 6; the sign survives a round to zero.
-// Integer compares and selects on the fp32 bits (no float-to-integer conversion, quarter-rate on the
-// GPU): below 1 the grid is {0, 0.5, 1} with the ties 0.25, 0.75 going to the even codes 0, 2; from
-// 1 on, E2M1 is a float with one mantissa bit (RNE on the bits, then (u >> 22) - 252 = 2(e + 1) + m).
-// v must not be NaN.
-FP4_HD uint8_t e2m1_rtn(float v) {
-  const uint32_t u = f32_bits(v) & 0x7FFFFFFFu, sign = (f32_bits(v) >> 28) & 8u;
-  const uint32_t below1 = (u > 0x3E800000u ? 1u : 0u) + (u >= 0x3F400000u ? 1u : 0u);
-  const uint32_t rounded = ((u + 0x1FFFFFu + ((u >> 22) & 1u)) >> 22) - 252u;
-  const uint32_t c = u < 0x3F800000u ? below1 : (rounded < 7u ? rounded : 7u);
-  return uint8_t(c | sign);
+// a * f + c with one rounding, for a product a * f that is exact (f a power of two that neither
+// overflows nor drops bits of a): then fused and unfused agree, and the GPU issues one FFMA.
+FP4_HD float fma_exact(float a, float f, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, f, c);
+#else
+  return a * f + c;
+#endif
+}
+
+// The E2M1 grid around |v|, for encoders that run on the GPU's FMA pipe (integer compares and
+// selects share its half-rate ALU pipe, which bound the quantize kernels): a = min(|v|, 6) (NaN
+// gives 6), k = clamp(E(a), 0, 2) read off max(a, 1), f = 2^(1-k), M = 2^23 + 2k + 8 sign(v). Grid
+// points are the integers a * f on [2^k, 2^(k+1)) (spacing 0.5 below 2), so the code is 2k + a * f
+// rounded to an integer, and that rounding is fp32's own at M (spacing 1 on [2^23, 2^24), M even:
+// ties go to the even code), with a * f exact. M's 8 sign(v) lands on the code's sign bit.
+struct E2M1Grid { float a, f, M; };
+FP4_HD E2M1Grid e2m1_grid(float v) {
+#if defined(__CUDA_ARCH__)
+  const float m = fabsf(v);  // a free operand modifier on the GPU
+#else
+  const float m = abs_f(v);
+#endif
+  const float a = m < kE2M1Max ? m : kE2M1Max;
+  const uint32_t p = f32_bits(a > 1.0f ? a : 1.0f) & 0x7F800000u;  // 2^k
+  // f = 2 / 2^k; M = 2^23 + 2k + 8 sign(v), with 2(127 + k) = p >> 22 and sign(v) = v >> 31 as mulhi.
+  const uint32_t M = mulhi32(p, 1u << 10) + (8u * mulhi32(f32_bits(v), 2u) + (0x4B000000u - 254u));
+  return {a, bits_f32(0x7F800000u - p), bits_f32(M)};
+}
+constexpr uint32_t kGridBase = 0x4B000000u;  // bits of 2^23: nibble = bits(rounded) - kGridBase
+
+// Round-to-nearest, ties to the even code, saturating at 6; the sign survives a round to zero; NaN
+// gives 6 with its sign. Returns bits(2^23 + code | sign): checked equal, over all 2^32 inputs, to
+// the integer form (RNE on the fp32 bits at bit 22 from 1 on, thresholds 0.25 / 0.75 below).
+FP4_HD uint32_t e2m1_rtn_bits(float v) {
+  const E2M1Grid g = e2m1_grid(v);
+  return f32_bits(fma_exact(g.a, g.f, g.M));
+}
+FP4_HD uint8_t e2m1_rtn(float v) { return uint8_t(e2m1_rtn_bits(v) - kGridBase); }
+
+// Eight RTN codes packed, element i in bits 4i..4i+3: a sum of bits(2^23 + nibble_i) * 16^i (the
+// nibbles cannot carry), less the 2^23 parts. Integer multiply-adds, which the GPU issues on its FMA pipe.
+FP4_HD uint32_t e2m1_rtn_pack8(const float* v) {
+  uint32_t w = 0;
+  FP4_UNROLL
+  for (int i = 0; i < 8; ++i) w += e2m1_rtn_bits(v[i]) * (1u << (4 * i));
+  return w - kGridBase * 0x11111111u;
 }
 
 // Stochastic rounding with one 32-bit random word r. With grid neighbours lo <= |v| < hi the
@@ -317,17 +362,25 @@ struct Codec {
     if (fmt == Format::NVFP4) return (s & 0x7F) == kE4M3NaN;
     return is_nan(bits_f32(s));
   }
-  // Per-block multiplier onto the E2M1 grid (computed once per block; unused by the exact `amax` row rule).
+  // Per-block multiplier onto the E2M1 grid (computed once per block; unused by the exact `amax` row
+  // rule), with the 3/4 prescale folded in where the multiplier is a power of two 2^k (MXFP4, pow2 rows):
+  // y * (2^k * 3/4) rounds as (y * 2^k) * 3/4 whenever y * 2^k is exact, and where it is not (below
+  // 2^-126) both encode to a signed zero. One multiply per element instead of two.
   FP4_HD float multiplier(uint32_t s) const {
-    if (fmt == Format::MXFP4) return e8m0_inverse(uint8_t(s));
     if (rule == ScaleRule::TE) return nv_te_multiplier(uint8_t(s), tensor);
     if (rule == ScaleRule::Torchao) return nv_torchao_multiplier(uint8_t(s), tensor);
-    return exp2i(-exp_field(bits_f32(s)));  // pow2 row scale: exact 1/s
+    const float m = fmt == Format::MXFP4 ? e8m0_inverse(uint8_t(s)) : exp2i(-exp_field(bits_f32(s)));
+    return prescale ? m * 0.75f : m;
   }
-  // Scaled value v that is rounded: y * multiplier (y / s for the `amax` row rule), then * 3/4.
+  // Scaled value v that is rounded: y * multiplier (y / s for the `amax` row rule), then * 3/4 where
+  // the multiplier does not carry it.
   FP4_HD float scaled(float y, float mult, uint32_t s) const {
-    const float v = fmt == Format::FP4Row && rule == ScaleRule::Amax ? y / bits_f32(s) : y * mult;
-    return prescale ? v * 0.75f : v;
+    if (fmt == Format::FP4Row && rule == ScaleRule::Amax) {
+      const float v = y / bits_f32(s);
+      return prescale ? v * 0.75f : v;
+    }
+    const float v = y * mult;
+    return prescale && fmt == Format::NVFP4 ? v * 0.75f : v;
   }
   FP4_HD uint8_t encode(float v, uint32_t rbits) const {
     return rounding == Rounding::SR ? e2m1_sr(v, rbits) : e2m1_rtn(v);
@@ -396,13 +449,6 @@ FP4_HD double operand_tensor_factor(const QuantizedIn& q) {
 // ---------------------------------------------------------------- Philox4x32-10
 struct U32x4 { uint32_t x, y, z, w; };
 
-FP4_HD uint32_t mulhi32(uint32_t a, uint32_t b) {
-#if defined(__CUDA_ARCH__)
-  return __umulhi(a, b);
-#else
-  return uint32_t((uint64_t(a) * uint64_t(b)) >> 32);
-#endif
-}
 
 // Random123 Philox4x32 with 10 rounds (the generator of curand and torch's CUDA RNG).
 FP4_HD U32x4 philox4x32_10(U32x4 c, uint32_t k0, uint32_t k1) {
