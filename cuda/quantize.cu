@@ -72,30 +72,22 @@ template <int N, bool kMask>
 __device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& d, const Codec& codec, uint32_t s,
                                             float mult, num::Stream stream, int64_t pos, uint32_t (&words)[N / 8],
                                             uint32_t& clipped) {
-  if (codec.rounding == Rounding::RTN) {  // eight codes at a time, packed by multiply-adds
-    FP4_UNROLL
-    for (int w = 0; w < N / 8; ++w) {
-      float a[8];
-      FP4_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        a[j] = codec.scaled(v[8 * w + j], mult, s);
-        if (kMask) clipped |= (num::abs_f(a[j]) >= num::kE2M1Max ? 1u : 0u) << (8 * w + j);
-      }
-      words[w] = num::e2m1_rtn_pack8(a);
-    }
-    return;
-  }
   constexpr int kRun = N < kSrRun ? N : kSrRun;
   FP4_UNROLL
   for (int r0 = 0; r0 < N; r0 += kRun) {
     uint32_t rbits[kRun] = {};
     if (codec.rounding == Rounding::SR) sr_words(rbits, d, stream, uint64_t(pos + r0));  // pos % 4 == 0
     FP4_UNROLL
-    for (int j = 0; j < kRun; ++j) {
-      const int i = r0 + j;
-      const float a = codec.scaled(v[i], mult, s);
-      words[i / 8] |= uint32_t(codec.encode(a, rbits[j])) << (4 * (i % 8));
-      if (kMask) clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u : 0u) << i;
+    for (int w = 0; w < kRun / 8; ++w) {  // eight codes per word, packed by multiply-adds
+      uint32_t acc = 0;
+      FP4_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        const int i = r0 + 8 * w + j;
+        const float a = codec.scaled(v[i], mult, s);
+        acc += codec.encode_bits(a, rbits[8 * w + j]) * (1u << (4 * j));
+        if (kMask) clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u : 0u) << i;
+      }
+      words[(r0 + 8 * w) / 8] = acc - num::kPackBias;
     }
   }
 }

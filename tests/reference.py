@@ -212,7 +212,7 @@ def e2m1_encode_sr(v, r):
     """Stochastic rounding with random words r (uint32), docs/numerics.md "SR bits".
 
     lo <= |v| < hi grid neighbours; round up iff r < floor(t * 2^32), t = (|v| - lo) * (1/(hi - lo))
-    (exact in fp32). |v| >= 6 gives 6. The sign is kept, also on a round to zero.
+    (exact in fp32). |v| >= 6 and NaN give 6. The sign is kept, also on a round to zero.
     """
     v = np.asarray(v, dtype=F32)
     r = np.asarray(r, dtype=np.uint32).astype(np.uint64)
@@ -226,7 +226,7 @@ def e2m1_encode_sr(v, r):
         thr = np.floor(t.astype(np.float64) * 2.0**32)
         thr = np.where(np.isfinite(thr), thr, 0).astype(np.uint64)
     up = r < thr
-    mag = np.where(a64 >= 6.0, 7, lo_idx + up).astype(np.uint8)
+    mag = np.where((a64 >= 6.0) | np.isnan(a64), 7, lo_idx + up).astype(np.uint8)
     sign = np.signbit(v).astype(np.uint8) << np.uint8(3)
     return (mag | sign).astype(np.uint8)
 

@@ -141,21 +141,17 @@ FP4_HD uint32_t e2m1_rtn_bits(float v) {
 }
 FP4_HD uint8_t e2m1_rtn(float v) { return uint8_t(e2m1_rtn_bits(v) - kGridBase); }
 
-// Eight RTN codes packed, element i in bits 4i..4i+3: a sum of bits(2^23 + nibble_i) * 16^i (the
-// nibbles cannot carry), less the 2^23 parts. Integer multiply-adds, which the GPU issues on its FMA pipe.
-FP4_HD uint32_t e2m1_rtn_pack8(const float* v) {
-  uint32_t w = 0;
-  FP4_UNROLL
-  for (int i = 0; i < 8; ++i) w += e2m1_rtn_bits(v[i]) * (1u << (4 * i));
-  return w - kGridBase * 0x11111111u;
-}
+// Eight nibbles from their bits(2^23 + nibble) forms: the sum of bits_i * 16^i (nibbles cannot
+// carry) less this constant. Integer multiply-adds, which the GPU issues on its FMA pipe.
+constexpr uint32_t kPackBias = kGridBase * 0x11111111u;
 
 // Stochastic rounding with one 32-bit random word r. With grid neighbours lo <= |v| < hi the
 // code of hi is chosen iff r < floor(t * 2^32), t = (|v| - lo) / (hi - lo), so P(hi) = t up to 2^-32.
 // t is exact and read off the bits: from 1 on the grid is the floats with one mantissa bit, so
 // t 2^32 is the 22 mantissa bits below it (u << 10); in [0.5, 1) (step 0.5) all 23 (u << 9); below
-// 0.5, t = 2|v| and t 2^32 = |v| 2^33 < 2^32, an exact multiply and truncation. |v| >= 6 gives 6;
-// NaN gives 6 (sign kept). Branch-free, one conversion.
+// 0.5, t = 2|v| and t 2^32 = |v| 2^33 < 2^32, an exact multiply and truncation. |v| >= 6 and NaN
+// give 6 (code 7, sign kept; NaN never reaches an encoder: its block encodes to zeros first).
+// Branch-free, one conversion.
 FP4_HD uint8_t e2m1_sr(float v, uint32_t r) {
   const uint32_t u = f32_bits(v) & 0x7FFFFFFFu, sign = (f32_bits(v) >> 28) & 8u;
   const bool ge1 = u >= 0x3F800000u, ge_half = u >= 0x3F000000u;
@@ -163,7 +159,25 @@ FP4_HD uint8_t e2m1_sr(float v, uint32_t r) {
   const float small = ge_half ? 0.0f : bits_f32(u);
   const uint32_t thr = ge1 ? u << 10 : (ge_half ? u << 9 : uint32_t(small * 8589934592.0f));
   const uint32_t c = lo + (r < thr ? 1u : 0u);
-  return uint8_t((u > 0x7F800000u ? 6u : (c < 7u ? c : 7u)) | sign);
+  return uint8_t((c < 7u ? c : 7u) | sign);  // NaN: lo >= 258, so 6 as for RTN
+}
+
+// e2m1_sr as bits(2^23 + code | sign). The GPU computes the same decision on its FMA pipe: with
+// x = a f exact (e2m1_grid) and w = (~r) 2^-32, "r < floor(t 2^32)" is x + w >= floor(x) + 1, so the
+// code is 2k + floor(x + w); floor(x + w) = floor(RZ(RZ(x + w_lo) + w_hi)) for w = w_hi + w_lo,
+// w_hi = ((~r) >> 9) 2^-23, w_lo = ((~r) & 511) 2^-32 (truncation cannot cross an integer, and
+// 1 - w_hi, the only threshold that w_lo can reach below 1, is an fp32), and M + floor(.) is one
+// more truncating add. Checked equal to e2m1_sr over all 2^32 v (r at 0, ~0, the threshold and its
+// neighbours, and a random word), with the host FPU rounding toward zero.
+FP4_HD uint32_t e2m1_sr_bits(float v, uint32_t r) {
+#if defined(__CUDA_ARCH__)
+  const E2M1Grid g = e2m1_grid(v);
+  const float w_hi = (2.0f - 0x1p-23f) - bits_f32(mulhi32(r, 1u << 23) + 0x3F800000u);  // exact
+  const float w_lo = __fmaf_rn(bits_f32((r & 511u) | 0x3F800000u), -0x1p-9f, (1.0f + 511 * 0x1p-23f) * 0x1p-9f);
+  return f32_bits(__fadd_rz(__fadd_rz(__fmaf_rz(g.a, g.f, w_lo), w_hi), g.M));
+#else
+  return kGridBase + e2m1_sr(v, r);
+#endif
 }
 
 // ---------------------------------------------------------------- E4M3 (OCP float8_e4m3fn)
@@ -384,6 +398,10 @@ struct Codec {
   }
   FP4_HD uint8_t encode(float v, uint32_t rbits) const {
     return rounding == Rounding::SR ? e2m1_sr(v, rbits) : e2m1_rtn(v);
+  }
+  // The code as bits(2^23 + code | sign), for packing by multiply-adds (kPackBias).
+  FP4_HD uint32_t encode_bits(float v, uint32_t rbits) const {
+    return rounding == Rounding::SR ? e2m1_sr_bits(v, rbits) : e2m1_rtn_bits(v);
   }
 };
 
