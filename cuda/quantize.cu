@@ -151,22 +151,26 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[N], bool live, int64_t l
   }
 }
 
-// Rowwise from the shared tile: TC/8 lanes cover a tile row.
+// Rowwise from the shared tile: TC/16 lanes cover a tile row, 16 values each (as the rowwise-only
+// kernel: per-row work shared by twice the values of 8).
+constexpr int kTileLane = 16;
 template <int TR, int TC, Pass P>
 __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int cols, int64_t r0, int64_t c0,
                                              const DirArgs& d, const Codec& codec, const float* amax2d,
                                              float& warp_amax) {
-  constexpr int kSegs = TC / kPerLane, kRowsPerWarp = 32 / kSegs;
+  constexpr int N = kTileLane, kSegs = TC / N, kRowsPerWarp = 32 / kSegs;
   const int lane = threadIdx.x & 31, seg = lane % kSegs;
   for (int rg = threadIdx.x >> 5; rg < TR / kRowsPerWarp; rg += kWarps) {
     const int r = rg * kRowsPerWarp + lane / kSegs;
-    const bool live = r < rows && kPerLane * seg < cols;  // whole blocks: C is a multiple of 16
-    float v[kPerLane];
-    const float4 lo = *reinterpret_cast<const float4*>(tile + r * TC + kPerLane * seg);
-    const float4 hi = *reinterpret_cast<const float4*>(tile + r * TC + kPerLane * seg + 4);
-    v[0] = lo.x; v[1] = lo.y; v[2] = lo.z; v[3] = lo.w; v[4] = hi.x; v[5] = hi.y; v[6] = hi.z; v[7] = hi.w;
-    const float a2d = d.block_2d ? amax2d[(r >> 4) * (TC / 16) + (kPerLane * seg >> 4)] : 0.0f;
-    rowwise_lane<P, kSegs>(v, live, r0 + r, c0 + kPerLane * seg, seg, d, codec, a2d, warp_amax);
+    const bool live = r < rows && N * seg < cols;  // whole blocks: C is a multiple of 16
+    float v[N];
+    FP4_UNROLL
+    for (int q = 0; q < N / 4; ++q) {
+      const float4 f = *reinterpret_cast<const float4*>(tile + r * TC + N * seg + 4 * q);
+      v[4 * q] = f.x; v[4 * q + 1] = f.y; v[4 * q + 2] = f.z; v[4 * q + 3] = f.w;
+    }
+    const float a2d = d.block_2d ? amax2d[(r >> 4) * (TC / 16) + seg] : 0.0f;  // N = 16: one 2D tile per lane
+    rowwise_lane<P, kSegs>(v, live, r0 + r, c0 + N * seg, seg, d, codec, a2d, warp_amax);
   }
 }
 

@@ -1,7 +1,8 @@
 // Exhaustive check of numerics.h's E2M1 encoders against their plain integer forms (not run by CI:
 // ~5 minutes on 2 cores). The GPU computes RTN as one FFMA at 2^23 and SR as three truncating adds;
-// here the host FPU runs in round-toward-zero, which only the three SR additions see (every other
-// operation is exact), so the GPU's SR arithmetic is reproduced bit for bit.
+// for SR the host FPU runs in round-toward-zero, which only the three SR additions see (every other
+// operation is exact), so the GPU's SR arithmetic is reproduced bit for bit; RTN runs first, in the
+// default round-to-nearest.
 //   g++ -O2 -mfma -std=c++17 -ffp-contract=off -frounding-math -Iinclude tests/check_encoders.cpp -o /tmp/ce && /tmp/ce
 #include <cfenv>
 #include <cmath>
@@ -39,13 +40,16 @@ static uint32_t sr_threshold(float v) {
 }
 
 int main() {
-  std::fesetround(FE_TOWARDZERO);
   uint64_t bad_rtn = 0, bad_sr = 0;
-  uint32_t seed = 12345;
-  for (uint64_t i = 0; i < (1ull << 32); ++i) {
+  for (uint64_t i = 0; i < (1ull << 32); ++i) {  // RTN in the default round-to-nearest
     const float v = bits_f32(uint32_t(i));
     const uint8_t want = std::isnan(v) ? uint8_t(7u | ((uint32_t(i) >> 28) & 8u)) : rtn_integer(v);
     bad_rtn += e2m1_rtn(v) != want;
+  }
+  std::fesetround(FE_TOWARDZERO);  // for sr_gpu_form's three additions; e2m1_sr's arithmetic is exact
+  uint32_t seed = 12345;
+  for (uint64_t i = 0; i < (1ull << 32); ++i) {
+    const float v = bits_f32(uint32_t(i));
     const uint32_t t = sr_threshold(v);
     seed = seed * 1664525u + 1013904223u;
     for (uint32_t r : {0u, ~0u, t, t - 1u, t + 1u, seed}) bad_sr += sr_gpu_form(v, r) != e2m1_sr(v, r);
