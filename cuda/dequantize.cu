@@ -17,6 +17,7 @@ __global__ void dequantize_kernel(QuantizedIn q, float* __restrict__ out) {
 
 // One warp per 256-wide segment of a row, 8 consecutive values per lane; segments start at
 // multiples of 256, hence of g.
+constexpr int kPerLane = 8;
 template <class In>
 __global__ void hadamard_kernel(const typename In::T* __restrict__ x, int64_t rows, int64_t K, int64_t ld, int g,
                                 num::U32x4 s0, num::U32x4 s1, float* __restrict__ out) {

@@ -118,8 +118,9 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[N], bool live, int64_t l
   const int64_t pos = line * d.K + col;
   if (P == Pass::Amax) {  // integer amax: the tensor / line amax keeps numerics.h's NaN bits
     float a = 0.0f;
-    FP4_UNROLL
-    for (int j = 0; j < N; ++j) a = num::amax_update(a, live ? v[j] : 0.0f);
+    if (live)
+      FP4_UNROLL
+      for (int j = 0; j < N; ++j) a = num::amax_update(a, v[j]);
     if (row_fmt) {
       const float ra = lanes_amax(a, kSegs);
       if (live && seg == 0) atomic_amax(d.amax + line, ra);
@@ -304,14 +305,10 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
     for (int i = 0; i < B; ++i) v[i] = tile[(rb + i) * TC + c];
     if (d.g && d.g <= B) thread_hadamard<B>(v, d.g, d.signs, rb);  // larger g: done in shared memory
     const int64_t line = c0 + c, pos = line * d.K + r0 + rb;
-    float a = 0.0f;
     if (P == Pass::Amax) {  // integer amax: the tensor / line amax keeps numerics.h's NaN bits
+      float a = 0.0f;
       FP4_UNROLL
       for (int i = 0; i < B; ++i) a = num::amax_update(a, v[i]);
-    } else {
-      a = lane_amax(v);
-    }
-    if (P == Pass::Amax) {
       if (row_fmt) atomic_amax(d.amax + line, a);
       else thread_amax = num::amax_update(thread_amax, a);
       continue;
@@ -319,8 +316,8 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
     uint32_t s;
     if (row_fmt) s = codec.scale_from_amax(d.amax[line]);
     else if (d.block_2d) s = codec.scale_from_amax(amax2d[(rb >> 4) * (TC / 16) + (c >> 4)]);
-    else if (codec.rule == ScaleRule::Quest) s = num::quest_scale_byte(v, a);
-    else s = codec.scale_from_amax(a);
+    else if (codec.rule == ScaleRule::Quest) s = num::quest_scale_byte(v, lane_amax(v));
+    else s = codec.scale_from_amax(lane_amax(v));
     uint32_t words[B / 8], clipped = 0;
     encode_block(v, d, codec, s, num::Stream::Columnwise, pos, words, clipped);
     if constexpr (B == 32) {

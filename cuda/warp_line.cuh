@@ -1,5 +1,5 @@
 // Register-level steps of the quantization kernel: the GPU form of numerics.h's per-block steps.
-// Rowwise, a lane holds 8 consecutive values of a row (lanes of one row form a "segment group");
+// Rowwise, a lane holds N consecutive values of a row (lanes of one row form a "segment group");
 // every function performs exactly the fp32 operations of its numerics.h counterpart, so results are
 // bit-identical to the CPU path.
 #pragma once
@@ -7,8 +7,6 @@
 #include "common.cuh"
 
 namespace fp4gemm::cuda {
-
-constexpr int kPerLane = 8;
 
 // Sign word for element i of a g-block without a run-time array index (which would go to local memory).
 __device__ __forceinline__ uint32_t sign_word(const uint32_t (&signs)[8], int word) {
