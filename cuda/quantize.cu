@@ -152,6 +152,18 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[N], bool live, int64_t l
   }
 }
 
+// The [TR][TC] fp32 tile in shared memory. The column pass gives a thread a 32-row span of one
+// column and puts the TR / 32 spans of a column in one warp, kColsPerWarp lanes apart (their RHT
+// stages h >= 32 are shuffles); the XOR swizzle puts those spans on distinct banks, and being a
+// multiple of 4 it keeps 16-byte vectors whole.
+constexpr int kColSpan = 32;
+
+template <int TR, int TC>
+__device__ __forceinline__ int tile_at(int r, int c) {
+  constexpr int kSpans = TR / kColSpan, kColsPerWarp = 32 / kSpans;
+  return r * TC + (c ^ (((r / kColSpan) & (kSpans - 1)) * kColsPerWarp));
+}
+
 // Rowwise from the shared tile: TC/16 lanes cover a tile row, 16 values each (as the rowwise-only
 // kernel: per-row work shared by twice the values of 8).
 constexpr int kTileLane = 16;
@@ -167,7 +179,7 @@ __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int co
     float v[N];
     FP4_UNROLL
     for (int q = 0; q < N / 4; ++q) {
-      const float4 f = *reinterpret_cast<const float4*>(tile + r * TC + N * seg + 4 * q);
+      const float4 f = *reinterpret_cast<const float4*>(tile + tile_at<TR, TC>(r, N * seg + 4 * q));
       v[4 * q] = f.x; v[4 * q + 1] = f.y; v[4 * q + 2] = f.z; v[4 * q + 3] = f.w;
     }
     const float a2d = d.block_2d ? amax2d[(r >> 4) * (TC / 16) + seg] : 0.0f;  // N = 16: one 2D tile per lane
@@ -261,75 +273,69 @@ __global__ void __launch_bounds__(kThreads, kRowsCtasPerSm)
   }
 }
 
-// Columnwise RHT for g larger than a thread's block B: each thread runs the signs and the stages
-// h < B on its blocks in registers and stores them back; the stages h >= B then run in shared memory,
-// with 1/sqrt(g) folded into the last (the same fp32 operations as hadamard_block).
-template <int TR, int TC, int B>
-__device__ void columnwise_hadamard(float* tile, const DirArgs& d) {
-  for (int t = threadIdx.x; t < TC * (TR / B); t += kThreads) {
-    const int c = t % TC, rb = (t / TC) * B;
-    float v[B];
-    FP4_UNROLL
-    for (int i = 0; i < B; ++i) v[i] = tile[(rb + i) * TC + c];
-    thread_hadamard<B>(v, d.g, d.signs, rb);
-    FP4_UNROLL
-    for (int i = 0; i < B; ++i) tile[(rb + i) * TC + c] = v[i];
-  }
-  __syncthreads();
-  const float scale = num::inv_sqrt_pow2(d.g);
-  for (int h = B; h < d.g; h <<= 1) {
-    for (int t = threadIdx.x; t < (TR / 2) * TC; t += kThreads) {
-      const int c = t % TC, pr = t / TC;                        // pair index along the column
-      const int r = (pr / h) * 2 * h + (pr % h);                // r has bit h clear
-      const float a = tile[r * TC + c], b = tile[(r + h) * TC + c];
-      float x = a + b, y = a - b;
-      if (2 * h == d.g) { x = x * scale; y = y * scale; }
-      tile[r * TC + c] = x;
-      tile[(r + h) * TC + c] = y;
-    }
-    __syncthreads();
-  }
-}
-
-// Columnwise: a thread owns one block (B consecutive rows) of one column.
+// Columnwise: a thread owns a 32-row span of one column (tile_at); B is the block (32 MXFP4, 16
+// otherwise), the span's blocks are encoded one after the other.
 template <int TR, int TC, Pass P, int B>
 __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int cols, int64_t r0, int64_t c0,
                                                 const DirArgs& d, const Codec& codec, const float* amax2d,
                                                 float& thread_amax) {
+  constexpr int kSpans = TR / kColSpan, kColsPerWarp = 32 / kSpans;
+  static_assert(kWarps * kColsPerWarp == TC, "one column per thread and pass");
   const bool row_fmt = codec.fmt == Format::FP4Row;
-  for (int t = threadIdx.x; t < TC * (TR / B); t += kThreads) {
-    const int c = t % TC, rb = (t / TC) * B;
-    if (c >= cols || rb >= rows) continue;                      // whole blocks: R is a multiple of B
-    float v[B];
-    FP4_UNROLL
-    for (int i = 0; i < B; ++i) v[i] = tile[(rb + i) * TC + c];
-    if (d.g && d.g <= B) thread_hadamard<B>(v, d.g, d.signs, rb);  // larger g: done in shared memory
-    const int64_t line = c0 + c, pos = line * d.K + r0 + rb;
-    if (P == Pass::Amax) {  // integer amax: the tensor / line amax keeps numerics.h's NaN bits
-      float a = 0.0f;
+  const int lane = threadIdx.x & 31, span = lane / kColsPerWarp;
+  const int c = (threadIdx.x >> 5) * kColsPerWarp + lane % kColsPerWarp, rb = span * kColSpan;
+  float v[kColSpan];
+  FP4_UNROLL
+  for (int i = 0; i < kColSpan; ++i) v[i] = tile[tile_at<TR, TC>(rb + i, c)];  // zeros past the tile's rows / columns
+  if (d.g) {  // every lane takes part (shuffles); R is a multiple of g, so partner spans are real rows
+    thread_hadamard<kColSpan>(v, d.g, d.signs, rb);  // signs, stages h < 32, 1/sqrt(g) when g <= 32
+    for (int h = kColSpan; h < d.g; h <<= 1) {
+      const int m = h / kColSpan;
+      const float sgn = (span & m) ? -1.0f : 1.0f;  // the upper span becomes a - b (see lane_hadamard)
       FP4_UNROLL
-      for (int i = 0; i < B; ++i) a = num::amax_update(a, v[i]);
-      if (row_fmt) atomic_amax(d.amax + line, a);
-      else thread_amax = num::amax_update(thread_amax, a);
-      continue;
+      for (int i = 0; i < kColSpan; ++i) v[i] = __fmaf_rn(v[i], sgn, __shfl_xor_sync(kFull, v[i], m * kColsPerWarp));
     }
+    if (d.g > kColSpan) {
+      const float scale = num::inv_sqrt_pow2(d.g);
+      FP4_UNROLL
+      for (int i = 0; i < kColSpan; ++i) v[i] = v[i] * scale;
+    }
+  }
+  if (c >= cols || rb >= rows) return;
+  const int64_t line = c0 + c, pos = line * d.K + r0 + rb;
+  if (P == Pass::Amax) {  // integer amax: the tensor / line amax keeps numerics.h's NaN bits (zero rows add nothing)
+    float a = 0.0f;
+    FP4_UNROLL
+    for (int i = 0; i < kColSpan; ++i) a = num::amax_update(a, v[i]);
+    if (row_fmt) atomic_amax(d.amax + line, a);
+    else thread_amax = num::amax_update(thread_amax, a);
+    return;
+  }
+  const uint32_t line_s = row_fmt ? codec.scale_from_amax(d.amax[line]) : 0u;
+  FP4_UNROLL
+  for (int k = 0; k < kColSpan / B; ++k) {
+    if (rb + k * B >= rows) break;  // whole blocks: R is a multiple of B
+    float u[B];
+    FP4_UNROLL
+    for (int i = 0; i < B; ++i) u[i] = v[k * B + i];
     uint32_t s;
-    if (row_fmt) s = codec.scale_from_amax(d.amax[line]);
-    else if (d.block_2d) s = codec.scale_from_amax(amax2d[(rb >> 4) * (TC / 16) + (c >> 4)]);
-    else if (codec.rule == ScaleRule::Quest) s = num::quest_scale_byte(v, lane_amax(v));
-    else s = codec.scale_from_amax(lane_amax(v));
+    if (row_fmt) s = line_s;
+    else if (d.block_2d) s = codec.scale_from_amax(amax2d[((rb + k * B) >> 4) * (TC / 16) + (c >> 4)]);
+    else if (codec.rule == ScaleRule::Quest) s = num::quest_scale_byte(u, lane_amax(u));
+    else s = codec.scale_from_amax(lane_amax(u));
     uint32_t words[B / 8], clipped = 0;
-    encode_block(v, d, codec, s, num::Stream::Columnwise, pos, words, clipped);
+    const int64_t p = pos + k * B;
+    encode_block(u, d, codec, s, num::Stream::Columnwise, p, words, clipped);
     if constexpr (B == 32) {
-      *reinterpret_cast<uint4*>(d.data + pos / 2) = make_uint4(words[0], words[1], words[2], words[3]);
-      if (d.mask) *reinterpret_cast<uint32_t*>(d.mask + pos / 8) = clipped;
+      *reinterpret_cast<uint4*>(d.data + p / 2) = make_uint4(words[0], words[1], words[2], words[3]);
+      if (d.mask) *reinterpret_cast<uint32_t*>(d.mask + p / 8) = clipped;
     } else {
-      *reinterpret_cast<uint2*>(d.data + pos / 2) = make_uint2(words[0], words[1]);
+      *reinterpret_cast<uint2*>(d.data + p / 2) = make_uint2(words[0], words[1]);
     }
     if (row_fmt) {
-      if (r0 + rb == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
+      if (r0 + rb + k * B == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
     } else {
-      d.store_scale(line, (r0 + rb) / B, uint8_t(s), B);
+      d.store_scale(line, (r0 + rb + k * B) / B, uint8_t(s), B);
     }
   }
 }
@@ -361,11 +367,11 @@ __global__ void __launch_bounds__(kThreads, 3) quantize_tile(const typename In::
   }
   FP4_UNROLL
   for (int l = 0; l < kLoads; ++l) {
-    const int e = (l * kThreads + threadIdx.x) * kVec;
+    const int e = (l * kThreads + threadIdx.x) * kVec, r = e / TC, c = e % TC;
     FP4_UNROLL
     for (int k = 0; k < kVec; k += 4)
-      *reinterpret_cast<float4*>(tile + e + k) = make_float4(to_f32<In>(buf[l][k]), to_f32<In>(buf[l][k + 1]),
-                                                             to_f32<In>(buf[l][k + 2]), to_f32<In>(buf[l][k + 3]));
+      *reinterpret_cast<float4*>(tile + tile_at<TR, TC>(r, c + k)) =
+          make_float4(to_f32<In>(buf[l][k]), to_f32<In>(buf[l][k + 1]), to_f32<In>(buf[l][k + 2]), to_f32<In>(buf[l][k + 3]));
   }
   __syncthreads();
   if (P == Pass::Quant && ((row.on && row.block_2d) || (col.on && col.block_2d))) {
@@ -375,7 +381,7 @@ __global__ void __launch_bounds__(kThreads, 3) quantize_tile(const typename In::
     const int sr = sub / (TC / 16), sc = sub % (TC / 16);
     float a = 0.0f;
     for (int rr = part; rr < 16; rr += kPer)
-      for (int cc = 0; cc < 16; ++cc) a = num::amax_update(a, tile[(sr * 16 + rr) * TC + sc * 16 + cc]);
+      for (int cc = 0; cc < 16; ++cc) a = num::amax_update(a, tile[tile_at<TR, TC>(sr * 16 + rr, sc * 16 + cc)]);
     a = lanes_amax(a, kPer);
     if (part == 0) amax2d[sub] = a;
     __syncthreads();
@@ -385,10 +391,6 @@ __global__ void __launch_bounds__(kThreads, 3) quantize_tile(const typename In::
   if (row.on) rowwise_pass<TR, TC, P>(tile, rows, cols, r0, c0, row, kernel_codec<F, Rd>(row), amax2d, row_amax);
   if (col.on) {
     constexpr int kColBlock = F == Format::MXFP4 ? 32 : 16;
-    if (col.g > kColBlock) {
-      __syncthreads();  // the rowwise pass read the untransformed tile
-      columnwise_hadamard<TR, TC, kColBlock>(tile, col);
-    }
     columnwise_pass<TR, TC, P, kColBlock>(tile, rows, cols, r0, c0, col, kernel_codec<F, Rd>(col), amax2d, col_amax);
   }
   if (P == Pass::Amax) {

@@ -82,6 +82,23 @@ def test_shapes_rowwise(fmt, kw, shape):
     assert_same(qc, qg)
 
 
+# Columnwise, a thread owns 32 rows of a column: NVFP4 / fp4_row tiles whose last span holds one
+# 16-row block, column RHT larger than 32 (stages across the spans of one warp), ragged columns.
+@pytest.mark.parametrize("fmt,kw,shape", [
+    ("nvfp4", dict(), (48, 96)), ("nvfp4", dict(rounding="sr"), (80, 200)),
+    ("nvfp4", dict(block_2d=True), (48, 96)), ("fp4_row", dict(), (48, 64)),
+    ("nvfp4", dict(columnwise_hadamard=fp4gemm.Hadamard(64, seed=2), rounding="sr"), (192, 80)),
+    ("nvfp4", dict(columnwise_hadamard=fp4gemm.Hadamard(256, seed=2)), (256, 48)),
+    ("mxfp4", dict(columnwise_hadamard=fp4gemm.Hadamard(128, seed=2), rounding="sr"), (384, 100)),
+    ("mxfp4", dict(columnwise_hadamard=fp4gemm.Hadamard(64, seed=2), scale_rule="quest", clip_mask=True), (128, 40)),
+])
+@pytest.mark.parametrize("kind", ["heavy", "zeros_and_nan"])
+def test_columnwise_spans(fmt, kw, shape, kind):
+    x = inputs(kind, shape, torch.bfloat16)
+    qc, qg = both(x, fmt, kw, rowwise=False, columnwise=True)  # the columnwise quantization itself
+    assert_same(qc, qg)
+
+
 def test_rowwise_only_and_columnwise_only_agree_with_both():
     x = inputs("normal", (256, 384), torch.bfloat16).cuda()
     kw = dict(rounding="sr", seed=5, hadamard=fp4gemm.Hadamard(64, seed=1))

@@ -510,8 +510,12 @@ FP4_HD void hadamard_sign_bits(uint64_t seed, uint32_t out[8]) {
 // fp32(1/sqrt(g)). Every CPU and GPU path uses exactly this sequence of fp32 operations.
 FP4_HD float inv_sqrt_pow2(int g) {
   // fp32(1/sqrt(g)) for g = 2^n: exact power of two for even n, else 2^-(n+1)/2 * sqrt(2) rounded.
-  int n = 0;
-  while ((1 << n) < g) ++n;
+  // n by a bit scan, not a loop: the GPU evaluates this per lane and row.
+#if defined(__CUDA_ARCH__)
+  const int n = __ffs(g) - 1;
+#else
+  const int n = __builtin_ctz(unsigned(g));
+#endif
   float v = exp2i(-(n / 2));
   return (n & 1) ? v * 0.70710678118654752440f : v;
 }
