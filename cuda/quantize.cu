@@ -53,16 +53,18 @@ __device__ __forceinline__ void atomic_amax(float* p, float a) {
   atomicMax(reinterpret_cast<unsigned*>(p), num::f32_bits(a));  // |x| bits order like floats; NaN on top
 }
 
-// SR words are drawn per run of kSrRun values, right before the run is encoded: a columnwise MXFP4
-// block keeps its 32 values live but only one run's random words (all 32 words at once spilled).
+// SR bits are drawn per run of kSrRun values, right before the run is encoded: a columnwise MXFP4
+// block keeps its 32 values live but only one run's random numbers (all 32 at once spilled).
 constexpr int kSrRun = 16;
 
+// The 16-bit SR numbers of positions p0 .. p0 + N - 1 (p0 % 8 == 0): one Philox call per 8.
 template <int N>
-__device__ __forceinline__ void sr_words(uint32_t (&r)[N], const DirArgs& d, num::Stream stream, uint64_t p0) {
+__device__ __forceinline__ void sr_numbers(uint32_t (&r)[N], const DirArgs& d, num::Stream stream, uint64_t p0) {
   FP4_UNROLL
-  for (int q = 0; q < N / 4; ++q) {
-    const num::U32x4 w = num::sr_bits4(d.seed, d.offset, stream, (p0 >> 2) + q);
-    r[4 * q] = w.x; r[4 * q + 1] = w.y; r[4 * q + 2] = w.z; r[4 * q + 3] = w.w;
+  for (int q = 0; q < N / 8; ++q) {
+    const num::U32x4 w = num::sr_bits8(d.seed, d.offset, stream, (p0 >> 3) + q);
+    FP4_UNROLL
+    for (int j = 0; j < 8; ++j) r[8 * q + j] = num::sr_half(num::u32x4_get(w, j >> 1), j & 1);
   }
 }
 
@@ -76,7 +78,7 @@ __device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& 
   FP4_UNROLL
   for (int r0 = 0; r0 < N; r0 += kRun) {
     uint32_t rbits[kRun] = {};
-    if (codec.rounding == Rounding::SR) sr_words(rbits, d, stream, uint64_t(pos + r0));  // pos % 4 == 0
+    if (codec.rounding == Rounding::SR) sr_numbers(rbits, d, stream, uint64_t(pos + r0));  // pos % 8 == 0
     FP4_UNROLL
     for (int w = 0; w < kRun / 8; ++w) {  // eight codes per word, packed by multiply-adds
       uint32_t acc = 0;

@@ -77,12 +77,12 @@ void quantize_direction(const void* x, DType dt, int64_t R, int64_t C, int64_t l
       else static_cast<uint8_t*>(out.scale)[out.scale_blocked ? blocked_offset(r, b, nb) : r * nb + b] = uint8_t(s);
       const bool nan_block = codec.scale_is_nan(s);
       const float mult = codec.multiplier(s);
-      for (int64_t i = 0; i < bs; i += 4) {
-        const int64_t p = r * K + b * bs + i;  // logical position in the quantized view
-        const U32x4 bits = cfg.rounding == Rounding::SR ? sr_bits4(cfg.seed, cfg.offset, stream, uint64_t(p) >> 2) : U32x4{};
-        for (int j = 0; j < 4; ++j) {
+      for (int64_t i = 0; i < bs; i += 8) {
+        const int64_t p = r * K + b * bs + i;  // logical position in the quantized view (p % 8 == 0)
+        const U32x4 bits = cfg.rounding == Rounding::SR ? sr_bits8(cfg.seed, cfg.offset, stream, uint64_t(p) >> 3) : U32x4{};
+        for (int j = 0; j < 8; ++j) {
           const float sv = nan_block ? 0.0f : codec.scaled(v[i + j], mult, s);
-          const uint8_t code = nan_block ? 0 : codec.encode(sv, u32x4_get(bits, j));
+          const uint8_t code = nan_block ? 0 : codec.encode(sv, sr_half(u32x4_get(bits, j >> 1), j & 1));
           uint8_t& byte = out.data[(p + j) >> 1];
           byte = ((p + j) & 1) ? uint8_t((byte & 0x0F) | (code << 4)) : uint8_t((byte & 0xF0) | code);
           if (out.clip_mask) {

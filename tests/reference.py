@@ -71,22 +71,23 @@ def _key_of(seed):
 
 
 def sr_bits(seed, offset, stream, n_positions):
-    """One uint32 random word per logical position p = 0..n-1 (docs/numerics.md "SR bits").
+    """One 16-bit random number per logical position p = 0..n-1 (docs/numerics.md "SR bits").
 
-    Position p uses word p % 4 of Philox4x32-10(key = (lo32(seed), hi32(seed)),
-    counter = (lo32(p/4), hi32(p/4) | stream << 31, lo32(offset), hi32(offset))).
+    Position p uses half p % 2 (0 = low 16 bits) of word (p // 2) % 4 of Philox4x32-10(key = (lo32(seed),
+    hi32(seed)), counter = (lo32(p/8), hi32(p/8) | stream << 31, lo32(offset), hi32(offset))).
     stream: 0 rowwise, 1 columnwise.
     """
     offset = int(offset) & (2**64 - 1)
-    n_ctr = (int(n_positions) + 3) // 4
+    n_ctr = (int(n_positions) + 7) // 8
     q = np.arange(n_ctr, dtype=np.uint64)
     ctr = np.empty((4, n_ctr), dtype=np.uint32)
     ctr[0] = (q & np.uint64(U32_MASK)).astype(np.uint32)
     ctr[1] = ((q >> np.uint64(32)) | np.uint64((int(stream) & 1) << 31)).astype(np.uint32)
     ctr[2] = offset & U32_MASK
     ctr[3] = offset >> 32
-    words = philox4x32_10(ctr, _key_of(seed))  # (4, n_ctr)
-    return words.T.reshape(-1)[:n_positions].copy()  # position p -> words[p % 4, p // 4]
+    words = philox4x32_10(ctr, _key_of(seed)).T  # (n_ctr, 4): words x, y, z, w of each call
+    halves = np.stack([words & 0xFFFF, words >> 16], axis=-1)  # (n_ctr, 4, 2): low half first
+    return halves.reshape(-1)[:n_positions].astype(np.uint32)  # p -> word (p // 2) % 4, half p % 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,9 +210,9 @@ def e2m1_encode_rtn(v):
 
 
 def e2m1_encode_sr(v, r):
-    """Stochastic rounding with random words r (uint32), docs/numerics.md "SR bits".
+    """Stochastic rounding with 16-bit random numbers r, docs/numerics.md "SR bits".
 
-    lo <= |v| < hi grid neighbours; round up iff r < floor(t * 2^32), t = (|v| - lo) * (1/(hi - lo))
+    lo <= |v| < hi grid neighbours; round up iff r < floor(t * 2^16), t = (|v| - lo) * (1/(hi - lo))
     (exact in fp32). |v| >= 6 and NaN give 6. The sign is kept, also on a round to zero.
     """
     v = np.asarray(v, dtype=F32)
@@ -223,7 +224,7 @@ def e2m1_encode_sr(v, r):
     inv_step = (1.0 / (E2M1_MAGNITUDES[lo_idx + 1] - E2M1_MAGNITUDES[lo_idx])).astype(F32)
     with np.errstate(invalid="ignore", over="ignore"):
         t = (a - lo) * inv_step  # fp32, exact (Sterbenz + power-of-two step)
-        thr = np.floor(t.astype(np.float64) * 2.0**32)
+        thr = np.floor(t.astype(np.float64) * 2.0**16)
         thr = np.where(np.isfinite(thr), thr, 0).astype(np.uint64)
     up = r < thr
     mag = np.where((a64 >= 6.0) | np.isnan(a64), 7, lo_idx + up).astype(np.uint8)

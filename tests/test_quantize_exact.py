@@ -404,12 +404,12 @@ def test_blocked_scale_of_quantized_tensor():
 
 
 def test_sr_threshold_boundary():
-    """r == floor(t * 2^32) must round DOWN (round up iff r < threshold), docs/numerics.md "SR bits".
+    """r == floor(t * 2^16) must round DOWN (round up iff r < threshold), docs/numerics.md "SR bits".
 
-    Block max 6.0 gives the MXFP4 floor scale 2^0 (multiplier 1), so v = x.  Where the position's
-    random word r is a multiple of 256 we put x = r / 2^33 (t = r / 2^32 exactly, interval [0, 0.5)),
-    or on every other such position x = (r + 256) / 2^33 (t just above: must round up); where r is a
-    multiple of 1024, x = 2 + r / 2^32 (t = r / 2^32 in [2, 3): must round down to 2).
+    Block max 6.0 gives the MXFP4 floor scale 2^0 (multiplier 1), so v = x. At positions with a
+    random number r > 0 we put x = r / 2^17 (t = r / 2^16 exactly, interval [0, 0.5): must round
+    down), on every other such position x = (r + 1) / 2^17 (t just above: must round up), and where
+    r % 4 == 0, x = 2 + r / 2^16 (t = r / 2^16 in [2, 3): must round down to 2).
     """
     rows, K = 64, 256
     r = R.sr_bits(SEED, OFFSET, 0, rows * K).reshape(rows, K).astype(np.int64)
@@ -417,15 +417,15 @@ def test_sr_threshold_boundary():
     x = rng.uniform(-1, 1, size=(rows, K)).astype(F32)
     x[:, ::32] = 6.0
     first = (np.arange(K) % 32 == 0)[None, :]
-    hit2 = (r % 1024 == 0) & (r > 0) & ~first
-    hit0 = (r % 256 == 0) & (r > 0) & ~first & ~hit2
+    hit2 = (r % 4 == 0) & (r > 0) & ~first
+    hit0 = (r > 0) & ~first & ~hit2
     flip = np.zeros_like(hit0)
     flip.ravel()[np.flatnonzero(hit0)[::2]] = True
     down0 = hit0 & ~flip
     up0 = hit0 & flip
-    x = np.where(down0, (r / 2.0**33).astype(F32), x)
-    x = np.where(up0, ((r + 256) / 2.0**33).astype(F32), x)
-    x = np.where(hit2, (2.0 + r / 2.0**32).astype(F32), x)
+    x = np.where(down0, (r / 2.0**17).astype(F32), x)
+    x = np.where(up0, ((r + 1) / 2.0**17).astype(F32), x)
+    x = np.where(hit2, (2.0 + r / 2.0**16).astype(F32), x)
     assert down0.sum() > 10 and up0.sum() > 10 and hit2.sum() > 3
     x_t, x_ref = to_lib(x)
     ref = ref_quantize(x_ref, "mxfp4", "floor", "sr")

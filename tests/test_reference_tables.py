@@ -40,10 +40,11 @@ def test_sr_bits_counter_layout():
     seed, offset = 0x0123456789ABCDEF, (7 << 32) | 11
     key = np.array([seed & 0xFFFFFFFF, seed >> 32], np.uint32)
     for stream in (0, 1):
-        bits = R.sr_bits(seed, offset, stream, 10)
-        for p in range(10):
-            ctr = np.array([[p // 4], [stream << 31], [11], [7]], np.uint32)
-            assert bits[p] == R.philox4x32_10(ctr, key)[p % 4, 0]
+        bits = R.sr_bits(seed, offset, stream, 20)
+        for p in range(20):  # 8 positions per call: word (p // 2) % 4, low half for even p
+            ctr = np.array([[p // 8], [stream << 31], [11], [7]], np.uint32)
+            word = int(R.philox4x32_10(ctr, key)[(p // 2) % 4, 0])
+            assert bits[p] == (word >> 16 if p % 2 else word & 0xFFFF)
     assert not np.array_equal(R.sr_bits(seed, offset, 0, 64), R.sr_bits(seed, offset, 1, 64))
     assert not np.array_equal(R.sr_bits(seed, 0, 0, 64), R.sr_bits(seed, 1, 0, 64))
 
@@ -120,23 +121,25 @@ def test_e2m1_decode_table():
     assert np.signbit(R.e2m1_decode([8]))[0]
 
 
-@pytest.mark.parametrize("v,r,code", [
-    (0.3, 0, 0x1), (0.3, 0xFFFFFFFF, 0x0),            # t = 0.6: up for small r, down for large
-    (2.5, 2**31 - 1, 0x5), (2.5, 2**31, 0x4),         # t = 0.5 -> threshold 2^31 exactly
-    (5.0, 2**31 - 1, 0x7), (5.0, 2**31, 0x6),         # step 2 between 4 and 6
-    (0.25, 2**31 - 1, 0x1), (0.25, 2**31, 0x0),
+@pytest.mark.parametrize("v,r,code", [               # r: the element's 16-bit random number
+    (0.3, 0, 0x1), (0.3, 0xFFFF, 0x0),                # t = 0.6: up for small r, down for large
+    (2.5, 2**15 - 1, 0x5), (2.5, 2**15, 0x4),         # t = 0.5 -> threshold 2^15 exactly
+    (5.0, 2**15 - 1, 0x7), (5.0, 2**15, 0x6),         # step 2 between 4 and 6
+    (0.25, 2**15 - 1, 0x1), (0.25, 2**15, 0x0),
     (1.0, 0, 0x2), (4.0, 0, 0x6), (0.0, 0, 0x0),      # on the grid: t = 0 never rounds up
-    (6.0, 0, 0x7), (6.5, 0xFFFFFFFF, 0x7), (1e30, 0xFFFFFFFF, 0x7),
-    (-0.25, 0xFFFFFFFF, 0x8), (-0.25, 0, 0x9), (-0.0, 0, 0x8), (-2.5, 2**31, 0xC),
-    (1.75, 2**31 - 1, 0x4), (1.75, 2**31, 0x3),
+    (2.0 + 2**-17, 0, 0x4), (2.0 + 2**-16, 0, 0x5),   # t = 2^-17 < 2^-16: never up; t = 2^-16: up iff r = 0
+    (2.0 + 2**-16, 1, 0x4),
+    (6.0, 0, 0x7), (6.5, 0xFFFF, 0x7), (1e30, 0xFFFF, 0x7),
+    (-0.25, 0xFFFF, 0x8), (-0.25, 0, 0x9), (-0.0, 0, 0x8), (-2.5, 2**15, 0xC),
+    (1.75, 2**15 - 1, 0x4), (1.75, 2**15, 0x3),
 ])
 def test_e2m1_sr_table(v, r, code):
     assert int(R.e2m1_encode_sr(np.array([v], F32), np.array([r], np.uint32))[0]) == code
 
 
-def test_e2m1_sr_threshold_is_floor_t_2_32():
+def test_e2m1_sr_threshold_is_floor_t_2_16():
     v = F32(0.3)  # t = fp32(0.3) * 2 exactly (0.3f = 10066330 * 2^-25)
-    thr = int(np.floor(float(v) * 2 * 2**32))
+    thr = int(np.floor(float(v) * 2 * 2**16))
     assert int(R.e2m1_encode_sr(np.array([v]), np.array([thr - 1], np.uint32))[0]) == 1
     assert int(R.e2m1_encode_sr(np.array([v]), np.array([thr], np.uint32))[0]) == 0
 

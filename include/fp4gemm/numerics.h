@@ -145,36 +145,34 @@ FP4_HD uint8_t e2m1_rtn(float v) { return uint8_t(e2m1_rtn_bits(v) - kGridBase);
 // carry) less this constant. Integer multiply-adds, which the GPU issues on its FMA pipe.
 constexpr uint32_t kPackBias = kGridBase * 0x11111111u;
 
-// Stochastic rounding with one 32-bit random word r. With grid neighbours lo <= |v| < hi the
-// code of hi is chosen iff r < floor(t * 2^32), t = (|v| - lo) / (hi - lo), so P(hi) = t up to 2^-32.
-// t is exact and read off the bits: from 1 on the grid is the floats with one mantissa bit, so
-// t 2^32 is the 22 mantissa bits below it (u << 10); in [0.5, 1) (step 0.5) all 23 (u << 9); below
-// 0.5, t = 2|v| and t 2^32 = |v| 2^33 < 2^32, an exact multiply and truncation. |v| >= 6 and NaN
-// give 6 (code 7, sign kept; NaN never reaches an encoder: its block encodes to zeros first).
-// Branch-free, one conversion.
+// Stochastic rounding with a 16-bit random number r (SR draws 16 bits per element: sr_bits8). With
+// grid neighbours lo <= |v| < hi the code of hi is chosen iff r < floor(t * 2^16), t = (|v| - lo) /
+// (hi - lo), so P(hi) = t - e with 0 <= e < 2^-16. t is exact and read off the bits: from 1 on the
+// grid is the floats with one mantissa bit, so t 2^32 is the 22 mantissa bits below it (u << 10); in
+// [0.5, 1) (step 0.5) all 23 (u << 9); below 0.5, t = 2|v| and t 2^32 = |v| 2^33 < 2^32, an exact
+// multiply and truncation; floor(t 2^16) is that >> 16. |v| >= 6 and NaN give 6 (code 7, sign kept;
+// NaN never reaches an encoder: its block encodes to zeros first). Branch-free, one conversion.
 FP4_HD uint8_t e2m1_sr(float v, uint32_t r) {
   const uint32_t u = f32_bits(v) & 0x7FFFFFFFu, sign = (f32_bits(v) >> 28) & 8u;
   const bool ge1 = u >= 0x3F800000u, ge_half = u >= 0x3F000000u;
   const uint32_t lo = ge1 ? (u >> 22) - 252u : (ge_half ? 1u : 0u);
   const float small = ge_half ? 0.0f : bits_f32(u);
   const uint32_t thr = ge1 ? u << 10 : (ge_half ? u << 9 : uint32_t(small * 8589934592.0f));
-  const uint32_t c = lo + (r < thr ? 1u : 0u);
+  const uint32_t c = lo + (r < (thr >> 16) ? 1u : 0u);
   return uint8_t((c < 7u ? c : 7u) | sign);  // NaN: lo >= 258, so 6 as for RTN
 }
 
 // e2m1_sr as bits(2^23 + code | sign). The GPU computes the same decision on its FMA pipe: with
-// x = a f exact (e2m1_grid) and w = (~r) 2^-32, "r < floor(t 2^32)" is x + w >= floor(x) + 1, so the
-// code is 2k + floor(x + w); floor(x + w) = floor(RZ(RZ(x + w_lo) + w_hi)) for w = w_hi + w_lo,
-// w_hi = ((~r) >> 9) 2^-23, w_lo = ((~r) & 511) 2^-32 (truncation cannot cross an integer, and
-// 1 - w_hi, the only threshold that w_lo can reach below 1, is an fp32), and M + floor(.) is one
-// more truncating add. Checked equal to e2m1_sr over all 2^32 v (r at 0, ~0, the threshold and its
-// neighbours, and a random word), with the host FPU rounding toward zero.
+// x = a f exact (e2m1_grid, t = frac(x)) and w = (2^16 - 1 - r) 2^-16 (exact in fp32), "r < floor(t 2^16)"
+// is frac(x) >= 1 - w, i.e. x + w >= floor(x) + 1, so the code is 2k + floor(x + w); floor(x + w) =
+// floor(RZ(x + w)) (truncation cannot cross an integer), and M + floor(.) is one more truncating add.
+// Checked equal to e2m1_sr over all 2^32 v (r at 0, 2^16 - 1, the threshold and its neighbours, and a
+// random r), with the host FPU rounding toward zero (tests/check_encoders.cpp).
+FP4_HD float sr_addend(uint32_t r) { return (2.0f - 0x1p-16f) - bits_f32((r << 7) + 0x3F800000u); }  // exact
 FP4_HD uint32_t e2m1_sr_bits(float v, uint32_t r) {
 #if defined(__CUDA_ARCH__)
   const E2M1Grid g = e2m1_grid(v);
-  const float w_hi = (2.0f - 0x1p-23f) - bits_f32(mulhi32(r, 1u << 23) + 0x3F800000u);  // exact
-  const float w_lo = __fmaf_rn(bits_f32((r & 511u) | 0x3F800000u), -0x1p-9f, (1.0f + 511 * 0x1p-23f) * 0x1p-9f);
-  return f32_bits(__fadd_rz(__fadd_rz(__fmaf_rz(g.a, g.f, w_lo), w_hi), g.M));
+  return f32_bits(__fadd_rz(__fmaf_rz(g.a, g.f, sr_addend(r)), g.M));
 #else
   return kGridBase + e2m1_sr(v, r);
 #endif
@@ -484,15 +482,17 @@ FP4_UNROLL
 // different streams; sign vectors of the Hadamard transform from their own.
 enum class Stream : uint32_t { Rowwise = 0, Columnwise = 1 };
 
-// The SR bits of the element at logical position p = row * K + k of the quantized [rows, K] view
-// (for a columnwise output, the view is the transpose): word p % 4 of
-// Philox(key = seed, counter = (lo(p/4), hi(p/4) | stream << 31, lo(offset), hi(offset))).
-FP4_HD U32x4 sr_bits4(uint64_t seed, uint64_t offset, Stream stream, uint64_t group /* p / 4 */) {
+// The SR bits of the elements at logical positions p = row * K + k of the quantized [rows, K] view (for
+// a columnwise output, the view is the transpose), 16 per element, 8 elements per Philox call:
+// Philox(key = seed, counter = (lo(p/8), hi(p/8) | stream << 31, lo(offset), hi(offset))), element p
+// takes half p % 2 (0 = the low 16 bits) of word (p / 2) % 4 (sr_half).
+FP4_HD U32x4 sr_bits8(uint64_t seed, uint64_t offset, Stream stream, uint64_t group /* p / 8 */) {
   U32x4 c{uint32_t(group), uint32_t(group >> 32) | (uint32_t(stream) << 31),
           uint32_t(offset), uint32_t(offset >> 32)};
   return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32));
 }
 FP4_HD uint32_t u32x4_get(const U32x4& r, int i) { return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w; }
+FP4_HD uint32_t sr_half(uint32_t word, int half) { return half ? word >> 16 : word & 0xFFFFu; }
 
 // Hadamard sign vector from a seed: bit i of the 256-bit string made of
 // Philox(key = seed, counter = (j, 0, 0, 0x48414441 'HADA')) for j = 0, 1 (words x, y, z, w in order);
