@@ -94,16 +94,25 @@ __device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& 
   }
 }
 
+// NVFP4's element multiplier is a function of the block's E4M3 scale byte (0..126; 127 is NaN) and
+// the tensor's S_enc (or p): in the rowwise-only kernel a table per CTA, filled by codec.multiplier
+// itself, replaces a division per block. Other formats pass no table, nor does the tile kernel (its
+// 1 KB more shared memory per CTA measured slower: docs/kernels.md).
+constexpr int kNvScales = 128;
+__device__ __forceinline__ void fill_nv_multipliers(float* table, const Codec& codec) {
+  for (int s = threadIdx.x; s < kNvScales; s += kThreads) table[s] = codec.multiplier(uint32_t(s));
+}
+
 // A block's N values -> N/8 words of packed codes (SR bits for the positions pos .. pos+N-1 of
 // `stream`), and the clip bits when a QuEST mask is written. A NaN block (scale NaN) encodes to zeros.
 template <int N>
 __device__ __forceinline__ void encode_block(const float (&v)[N], const DirArgs& d, const Codec& codec, uint32_t s,
-                                             num::Stream stream, int64_t pos, uint32_t (&words)[N / 8],
-                                             uint32_t& clipped) {
+                                             const float* nv_mult, num::Stream stream, int64_t pos,
+                                             uint32_t (&words)[N / 8], uint32_t& clipped) {
   FP4_UNROLL
   for (int w = 0; w < N / 8; ++w) words[w] = 0;
   if (codec.scale_is_nan(s)) return;
-  const float mult = codec.multiplier(s);
+  const float mult = nv_mult ? nv_mult[s] : codec.multiplier(s);
   if (d.mask) encode_runs<N, true>(v, d, codec, s, mult, stream, pos, words, clipped);
   else encode_runs<N, false>(v, d, codec, s, mult, stream, pos, words, clipped);
 }
@@ -113,7 +122,8 @@ __device__ __forceinline__ void encode_block(const float (&v)[N], const DirArgs&
 // (shuffles); `live` lanes write. amax2d: the lane's 16x16 tile amax when block_2d.
 template <Pass P, int kSegs, bool kFlipped = false, int N>
 __device__ __forceinline__ void rowwise_lane(float (&v)[N], bool live, int64_t line, int64_t col, int seg,
-                                             const DirArgs& d, const Codec& codec, float amax2d, float& warp_amax) {
+                                             const DirArgs& d, const Codec& codec, const float* nv_mult, float amax2d,
+                                             float& warp_amax) {
   const bool nv = codec.fmt == Format::NVFP4, row_fmt = codec.fmt == Format::FP4Row;
   const int bs = nv ? num::kNvBlock : num::kMxBlock, block_lanes = bs / N;
   if (d.g) lane_hadamard<kFlipped>(v, d.g, d.signs, seg);
@@ -139,7 +149,7 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[N], bool live, int64_t l
   }
   if (!live) return;
   uint32_t words[N / 8], clipped = 0;
-  encode_block(v, d, codec, s, num::Stream::Rowwise, pos, words, clipped);
+  encode_block(v, d, codec, s, nv_mult, num::Stream::Rowwise, pos, words, clipped);
   if constexpr (N == 16) {
     *reinterpret_cast<uint2*>(d.data + pos / 2) = make_uint2(words[0], words[1]);
     if (d.mask) *reinterpret_cast<uint16_t*>(d.mask + pos / 8) = uint16_t(clipped);
@@ -185,7 +195,7 @@ __device__ __forceinline__ void rowwise_pass(const float* tile, int rows, int co
       v[4 * q] = f.x; v[4 * q + 1] = f.y; v[4 * q + 2] = f.z; v[4 * q + 3] = f.w;
     }
     const float a2d = d.block_2d ? amax2d[(r >> 4) * (TC / 16) + seg] : 0.0f;  // N = 16: one 2D tile per lane
-    rowwise_lane<P, kSegs>(v, live, r0 + r, c0 + N * seg, seg, d, codec, a2d, warp_amax);
+    rowwise_lane<P, kSegs>(v, live, r0 + r, c0 + N * seg, seg, d, codec, nullptr, a2d, warp_amax);
   }
 }
 
@@ -231,16 +241,17 @@ __global__ void __launch_bounds__(kThreads, kRowsCtasPerSm)
   // they would spill). A sign flip commutes with the conversion.
   constexpr bool kPairFlips = sizeof(T) == 2;
   __shared__ __align__(16) uint32_t flips[32][N / 2];
-  if (kPairFlips) {
-    if (threadIdx.x < 32) {
-      const uint32_t w = row.g ? lane_sign_bits<N>(row.g, row.signs, lane) : 0u;
-      FP4_UNROLL
-      for (int j = 0; j < N / 2; ++j) flips[lane][j] = ((w >> (2 * j)) & 1u) << 15 | ((w >> (2 * j + 1)) & 1u) << 31;
-    }
-    __syncthreads();
+  if (kPairFlips && threadIdx.x < 32) {
+    const uint32_t w = row.g ? lane_sign_bits<N>(row.g, row.signs, lane) : 0u;
+    FP4_UNROLL
+    for (int j = 0; j < N / 2; ++j) flips[lane][j] = ((w >> (2 * j)) & 1u) << 15 | ((w >> (2 * j + 1)) & 1u) << 31;
   }
   alignas(16) T buf[N];
-  if (r < R) load_lane<In>(buf, x + r * ld + col, live_col, vec_ok);
+  if (r < R) load_lane<In>(buf, x + r * ld + col, live_col, vec_ok);  // in flight during the tables
+  constexpr bool kNvTable = F == Format::NVFP4 && P == Pass::Quant;
+  __shared__ float nv_mult[kNvTable ? kNvScales : 1];
+  if (kNvTable) fill_nv_multipliers(nv_mult, codec);
+  if (kPairFlips || kNvTable) __syncthreads();
   for (; r < R; r += stride) {
     // Prefetch; the last row re-reads itself (a valid address, value unused) instead of branching.
     const int64_t next = r + stride < R ? r + stride : r;
@@ -257,7 +268,8 @@ __global__ void __launch_bounds__(kThreads, kRowsCtasPerSm)
     float v[N];
     FP4_UNROLL
     for (int k = 0; k < N; ++k) v[k] = to_f32<In>(buf[k]);
-    rowwise_lane<P, kSegs, kPairFlips>(v, live_col, r, col, lane, row, codec, 0.0f, warp_amax);
+    rowwise_lane<P, kSegs, kPairFlips>(v, live_col, r, col, lane, row, codec, kNvTable ? nv_mult : nullptr, 0.0f,
+                                       warp_amax);
     FP4_UNROLL
     for (int k = 0; k < N; ++k) buf[k] = ahead[k];
   }
@@ -327,7 +339,7 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
     else s = codec.scale_from_amax(lane_amax(u));
     uint32_t words[B / 8], clipped = 0;
     const int64_t p = pos + k * B;
-    encode_block(u, d, codec, s, num::Stream::Columnwise, p, words, clipped);
+    encode_block(u, d, codec, s, nullptr, num::Stream::Columnwise, p, words, clipped);
     if constexpr (B == 32) {
       *reinterpret_cast<uint4*>(d.data + p / 2) = make_uint4(words[0], words[1], words[2], words[3]);
       if (d.mask) *reinterpret_cast<uint32_t*>(d.mask + p / 8) = clipped;
