@@ -568,6 +568,23 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
       case DType::BF16: return launch<BF16In>(x, R, C, ld, r, c, amax_pass, stream);
     }
   };
+  // NVFP4 without a transform takes the amax of x itself, the same for both directions: where that
+  // covers every amax this call needs, one pass of the rowwise-only kernel (no tile, no shared memory)
+  // serves them, if C fits its 16-value lanes.
+  const bool row_raw = row_a.on && row_cfg->fmt == Format::NVFP4 && !row.g;
+  const bool col_raw = col_a.on && col_cfg->fmt == Format::NVFP4 && !col.g;
+  if ((row_raw || col_raw) && row_raw == row_a.on && col_raw == col_a.on && C % kRowLane == 0) {
+    DirArgs a = row_raw ? row : col;
+    a.block_2d = false;  // an amax pass reads values only
+    switch (dtype) {
+      case DType::F32: launch_rows<F32In, Format::NVFP4, Rounding::RTN>(x, R, C, ld, a, true, stream); break;
+      case DType::F16: launch_rows<F16In, Format::NVFP4, Rounding::RTN>(x, R, C, ld, a, true, stream); break;
+      case DType::BF16: launch_rows<BF16In, Format::NVFP4, Rounding::RTN>(x, R, C, ld, a, true, stream); break;
+    }
+    if (row_raw && col_raw) FP4_CUDA_CHECK(cudaMemcpyAsync(col.amax, row.amax, sizeof(float), cudaMemcpyDeviceToDevice, stream));
+    if (row_raw) row_a.on = false;
+    if (col_raw) col_a.on = false;
+  }
   run(row_a, col_a, true);
   run(row, col, false);
 }
