@@ -67,7 +67,7 @@ __device__ __forceinline__ void lane_hadamard(float (&v)[N], int g, const uint32
 
 // Hadamard steps on the N consecutive values i0 .. i0+N-1 of a line held by one thread (i0 % N == 0,
 // N <= 32, so they share one sign word): the signs and the stages h < min(g, N), and the 1/sqrt(g)
-// multiply when the whole g-block is here. Larger stages are done by the caller (shared memory).
+// multiply when the whole g-block is here. Larger stages are done by the caller (shuffles between spans).
 template <int N>
 __device__ __forceinline__ void thread_hadamard(float (&v)[N], int g, const uint32_t (&signs)[8], int i0) {
   const uint32_t w = sign_word(signs, g >= 32 ? (i0 & (g - 1)) >> 5 : 0);
