@@ -1,12 +1,13 @@
-// Exhaustive check of numerics.h's E2M1 encoders against their plain integer forms (not run by CI:
+// Exhaustive check of numerics.h's E2M1 encoders against their plain integer forms (all inputs by hand:
 // ~5 minutes on 2 cores). The GPU computes RTN as one FFMA at 2^23 and SR as two truncating adds;
 // for SR the host FPU runs in round-toward-zero, which only the two SR additions see (every other
 // operation is exact), so the GPU's SR arithmetic is reproduced bit for bit; RTN runs first, in the
-// default round-to-nearest.
+// default round-to-nearest. tests/test_encoder_forms.py runs a sample of it in CI (`/tmp/ce 4093`).
 //   g++ -O2 -mfma -std=c++17 -ffp-contract=off -frounding-math -Iinclude tests/check_encoders.cpp -o /tmp/ce && /tmp/ce
 #include <cfenv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "fp4gemm/numerics.h"
 
@@ -36,22 +37,34 @@ static uint32_t sr_threshold(float v) {
   return (u >= 0x3F800000u ? u << 10 : (ge_half ? u << 9 : uint32_t(bits_f32(u) * 8589934592.0f))) >> 16;
 }
 
-int main() {
+// Inputs: every `stride`-th fp32 bit pattern (stride 1 = all 2^32), and, when sampling, the 2 x 129
+// neighbours of each grid point and decision threshold of either sign.
+template <class F>
+static void for_inputs(uint64_t stride, F&& f) {
+  for (uint64_t i = 0; i < (1ull << 32); i += stride) f(uint32_t(i));
+  if (stride == 1) return;
+  for (float x : {0.25f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f, 1.75f, 2.0f, 2.5f, 3.0f, 3.5f, 4.0f, 5.0f, 6.0f})
+    for (uint32_t sign : {0u, 0x80000000u})
+      for (int d = -64; d <= 64; ++d) f((f32_bits(x) + uint32_t(d)) | sign);
+}
+
+int main(int argc, char** argv) {
+  const uint64_t stride = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1;  // CI: a sample
   uint64_t bad_rtn = 0, bad_sr = 0;
-  for (uint64_t i = 0; i < (1ull << 32); ++i) {  // RTN in the default round-to-nearest
-    const float v = bits_f32(uint32_t(i));
-    const uint8_t want = std::isnan(v) ? uint8_t(7u | ((uint32_t(i) >> 28) & 8u)) : rtn_integer(v);
+  for_inputs(stride, [&](uint32_t i) {  // RTN in the default round-to-nearest
+    const float v = bits_f32(i);
+    const uint8_t want = std::isnan(v) ? uint8_t(7u | ((i >> 28) & 8u)) : rtn_integer(v);
     bad_rtn += e2m1_rtn(v) != want;
-  }
+  });
   std::fesetround(FE_TOWARDZERO);  // for sr_gpu_form's two additions; e2m1_sr's arithmetic is exact
   uint32_t seed = 12345;
-  for (uint64_t i = 0; i < (1ull << 32); ++i) {
-    const float v = bits_f32(uint32_t(i));
+  for_inputs(stride, [&](uint32_t i) {
+    const float v = bits_f32(i);
     const uint32_t t = sr_threshold(v);
     seed = seed * 1664525u + 1013904223u;
     for (uint32_t r : {0u, 0xFFFFu, t, t - 1u, t + 1u, seed >> 16})  // 16-bit r
       bad_sr += sr_gpu_form(v, r & 0xFFFFu) != e2m1_sr(v, r & 0xFFFFu);
-  }
+  });
   std::printf("RTN mismatches %llu, SR mismatches %llu\n", (unsigned long long)bad_rtn, (unsigned long long)bad_sr);
   return bad_rtn || bad_sr;
 }
