@@ -64,7 +64,7 @@ __device__ __forceinline__ void sr_numbers(uint32_t (&r)[N], const DirArgs& d, n
   for (int q = 0; q < N / 8; ++q) {
     const num::U32x4 w = num::sr_bits8(d.seed, d.offset, stream, (p0 >> 3) + q);
     FP4_UNROLL
-    for (int j = 0; j < 8; ++j) r[8 * q + j] = num::sr_half(num::u32x4_get(w, j >> 1), j & 1);
+    for (int j = 0; j < 8; ++j) r[8 * q + j] = num::sr_number(w, j);
   }
 }
 
@@ -124,6 +124,7 @@ template <Pass P, int kSegs, bool kFlipped = false, int N>
 __device__ __forceinline__ void rowwise_lane(float (&v)[N], bool live, int64_t line, int64_t col, int seg,
                                              const DirArgs& d, const Codec& codec, const float* nv_mult, float amax2d,
                                              float& warp_amax) {
+  static_assert(N == 16, "both kernels give a lane 16 values (one 8-byte store of codes)");
   const bool nv = codec.fmt == Format::NVFP4, row_fmt = codec.fmt == Format::FP4Row;
   const int bs = nv ? num::kNvBlock : num::kMxBlock, block_lanes = bs / N;
   if (d.g) lane_hadamard<kFlipped>(v, d.g, d.signs, seg);
@@ -150,13 +151,8 @@ __device__ __forceinline__ void rowwise_lane(float (&v)[N], bool live, int64_t l
   if (!live) return;
   uint32_t words[N / 8], clipped = 0;
   encode_block(v, d, codec, s, nv_mult, num::Stream::Rowwise, pos, words, clipped);
-  if constexpr (N == 16) {
-    *reinterpret_cast<uint2*>(d.data + pos / 2) = make_uint2(words[0], words[1]);
-    if (d.mask) *reinterpret_cast<uint16_t*>(d.mask + pos / 8) = uint16_t(clipped);
-  } else {
-    *reinterpret_cast<uint32_t*>(d.data + pos / 2) = words[0];
-    if (d.mask) d.mask[pos / 8] = uint8_t(clipped);
-  }
+  *reinterpret_cast<uint2*>(d.data + pos / 2) = make_uint2(words[0], words[1]);
+  if (d.mask) *reinterpret_cast<uint16_t*>(d.mask + pos / 8) = uint16_t(clipped);
   if (row_fmt) {
     if (col == 0) static_cast<float*>(d.scale)[line] = num::bits_f32(s);
   } else if (seg % block_lanes == 0) {
@@ -303,12 +299,7 @@ __device__ __forceinline__ void columnwise_pass(const float* tile, int rows, int
   for (int i = 0; i < kColSpan; ++i) v[i] = tile[tile_at<TR, TC>(rb + i, c)];  // zeros past the tile's rows / columns
   if (d.g) {  // every lane takes part (shuffles); R is a multiple of g, so partner spans are real rows
     thread_hadamard<kColSpan>(v, d.g, d.signs, rb);  // signs, stages h < 32, 1/sqrt(g) when g <= 32
-    for (int h = kColSpan; h < d.g; h <<= 1) {
-      const int m = h / kColSpan;
-      const float sgn = (span & m) ? -1.0f : 1.0f;  // the upper span becomes a - b (see lane_hadamard)
-      FP4_UNROLL
-      for (int i = 0; i < kColSpan; ++i) v[i] = __fmaf_rn(v[i], sgn, __shfl_xor_sync(kFull, v[i], m * kColsPerWarp));
-    }
+    shuffle_butterflies(v, d.g, span, kColsPerWarp);  // stages h >= 32
     if (d.g > kColSpan) {
       const float scale = num::inv_sqrt_pow2(d.g);
       FP4_UNROLL

@@ -33,6 +33,20 @@ __device__ __forceinline__ void register_butterflies(float (&v)[N], int g) {
   }
 }
 
+// Butterfly stages h = N, 2N, ... below g on N values per lane, held by lanes `lane_stride` apart:
+// part (the lane's index among them) pairs with part ^ (h / N). The holder of x[i + h] becomes
+// a - b = partner + (-1) * mine: one FFMA with an exact product rounds as the subtraction does (and
+// a + b = b + a for the other). All lanes of the warp must call this.
+template <int N>
+__device__ __forceinline__ void shuffle_butterflies(float (&v)[N], int g, int part, int lane_stride) {
+  for (int h = N; h < g; h <<= 1) {
+    const int d = h / N;
+    const float sgn = (part & d) ? -1.0f : 1.0f;
+    FP4_UNROLL
+    for (int j = 0; j < N; ++j) v[j] = __fmaf_rn(v[j], sgn, __shfl_xor_sync(kFull, v[j], d * lane_stride));
+  }
+}
+
 // Sign bits of a lane's N consecutive elements of a line (element index N * seg + j within the
 // g-block pattern): bit j set = element j is negated.
 template <int N>
@@ -52,14 +66,7 @@ __device__ __forceinline__ void lane_hadamard(float (&v)[N], int g, const uint32
     for (int j = 0; j < N; ++j) v[j] = num::bits_f32(num::f32_bits(v[j]) ^ ((w >> j) & 1u) << 31);
   }
   register_butterflies(v, g);
-  for (int h = N; h < g; h <<= 1) {
-    const int d = h / N;
-    // The lane holding x[i + h] becomes a - b = partner + (-1) * mine: one FFMA with an exact
-    // product rounds as the subtraction does (and a + b = b + a for the other lane).
-    const float sgn = (seg & d) ? -1.0f : 1.0f;
-    FP4_UNROLL
-    for (int j = 0; j < N; ++j) v[j] = __fmaf_rn(v[j], sgn, __shfl_xor_sync(kFull, v[j], d));
-  }
+  shuffle_butterflies(v, g, seg, 1);
   const float scale = num::inv_sqrt_pow2(g);
   FP4_UNROLL
   for (int j = 0; j < N; ++j) v[j] = v[j] * scale;

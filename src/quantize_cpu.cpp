@@ -82,7 +82,7 @@ void quantize_direction(const void* x, DType dt, int64_t R, int64_t C, int64_t l
         const U32x4 bits = cfg.rounding == Rounding::SR ? sr_bits8(cfg.seed, cfg.offset, stream, uint64_t(p) >> 3) : U32x4{};
         for (int j = 0; j < 8; ++j) {
           const float sv = nan_block ? 0.0f : codec.scaled(v[i + j], mult, s);
-          const uint8_t code = nan_block ? 0 : codec.encode(sv, sr_half(u32x4_get(bits, j >> 1), j & 1));
+          const uint8_t code = nan_block ? 0 : codec.encode(sv, sr_number(bits, j));
           uint8_t& byte = out.data[(p + j) >> 1];
           byte = ((p + j) & 1) ? uint8_t((byte & 0x0F) | (code << 4)) : uint8_t((byte & 0xF0) | code);
           if (out.clip_mask) {

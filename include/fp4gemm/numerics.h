@@ -145,7 +145,7 @@ FP4_HD uint8_t e2m1_rtn(float v) { return uint8_t(e2m1_rtn_bits(v) - kGridBase);
 // carry) less this constant. Integer multiply-adds, which the GPU issues on its FMA pipe.
 constexpr uint32_t kPackBias = kGridBase * 0x11111111u;
 
-// Stochastic rounding with a 16-bit random number r (SR draws 16 bits per element: sr_bits8). With
+// Stochastic rounding with a 16-bit random number r (SR draws 16 bits per element: sr_bits8, sr_number). With
 // grid neighbours lo <= |v| < hi the code of hi is chosen iff r < floor(t * 2^16), t = (|v| - lo) /
 // (hi - lo), so P(hi) = t - e with 0 <= e < 2^-16. t is exact and read off the bits: from 1 on the
 // grid is the floats with one mantissa bit, so t 2^32 is the 22 mantissa bits below it (u << 10); in
@@ -465,7 +465,6 @@ FP4_HD double operand_tensor_factor(const QuantizedIn& q) {
 // ---------------------------------------------------------------- Philox4x32-10
 struct U32x4 { uint32_t x, y, z, w; };
 
-
 // Random123 Philox4x32 with 10 rounds (the generator of curand and torch's CUDA RNG).
 FP4_HD U32x4 philox4x32_10(U32x4 c, uint32_t k0, uint32_t k1) {
 FP4_UNROLL
@@ -485,14 +484,18 @@ enum class Stream : uint32_t { Rowwise = 0, Columnwise = 1 };
 // The SR bits of the elements at logical positions p = row * K + k of the quantized [rows, K] view (for
 // a columnwise output, the view is the transpose), 16 per element, 8 elements per Philox call:
 // Philox(key = seed, counter = (lo(p/8), hi(p/8) | stream << 31, lo(offset), hi(offset))), element p
-// takes half p % 2 (0 = the low 16 bits) of word (p / 2) % 4 (sr_half).
+// takes half p % 2 (0 = the low 16 bits) of word (p / 2) % 4 (sr_number).
 FP4_HD U32x4 sr_bits8(uint64_t seed, uint64_t offset, Stream stream, uint64_t group /* p / 8 */) {
   U32x4 c{uint32_t(group), uint32_t(group >> 32) | (uint32_t(stream) << 31),
           uint32_t(offset), uint32_t(offset >> 32)};
   return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32));
 }
 FP4_HD uint32_t u32x4_get(const U32x4& r, int i) { return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w; }
-FP4_HD uint32_t sr_half(uint32_t word, int half) { return half ? word >> 16 : word & 0xFFFFu; }
+// The 16-bit SR number of position p from its call's words, j = p % 8.
+FP4_HD uint32_t sr_number(const U32x4& w, int j) {
+  const uint32_t word = u32x4_get(w, j >> 1);
+  return (j & 1) ? word >> 16 : word & 0xFFFFu;
+}
 
 // Hadamard sign vector from a seed: bit i of the 256-bit string made of
 // Philox(key = seed, counter = (j, 0, 0, 0x48414441 'HADA')) for j = 0, 1 (words x, y, z, w in order);
