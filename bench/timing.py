@@ -34,13 +34,4 @@ def graph_time_ms(fn, calls: int, reps: int, warmup: int) -> float:
     with torch.cuda.graph(g):
         for _ in range(calls):
             fn()
-    g.replay()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / calls)
-    return statistics.median(times)
+    return time_ms(g.replay, calls=1, reps=reps, warmup=1) / calls
