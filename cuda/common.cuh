@@ -31,6 +31,16 @@ template <> __device__ __forceinline__ float to_f32<F32In>(float v) { return v; 
 template <> __device__ __forceinline__ float to_f32<F16In>(uint16_t v) { return num::f16_to_f32(v); }
 template <> __device__ __forceinline__ float to_f32<BF16In>(uint16_t v) { return num::bf16_to_f32(v); }
 
+// fn(In{}) with the input type of dtype: the one run-time -> compile-time switch of the input kernels.
+template <class Fn>
+void with_input(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::F32: return fn(F32In{});
+    case DType::F16: return fn(F16In{});
+    case DType::BF16: return fn(BF16In{});
+  }
+}
+
 // query(device) for the current device, computed once per device (ids < 64) and kept in `cache`.
 template <class Query>
 int once_per_device(int (&cache)[64], Query query) {

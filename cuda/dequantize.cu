@@ -51,11 +51,10 @@ void hadamard_transform(const void* x, DType dtype, int64_t rows, int64_t K, int
   const int64_t warps = rows * ((K + 255) / 256);
   const unsigned blocks = unsigned((warps * 32 + 255) / 256);
   const num::U32x4 s0{signs[0], signs[1], signs[2], signs[3]}, s1{signs[4], signs[5], signs[6], signs[7]};
-  switch (dtype) {
-    case DType::F32: hadamard_kernel<F32In><<<blocks, 256, 0, stream>>>(static_cast<const float*>(x), rows, K, ld, g, s0, s1, out); break;
-    case DType::F16: hadamard_kernel<F16In><<<blocks, 256, 0, stream>>>(static_cast<const uint16_t*>(x), rows, K, ld, g, s0, s1, out); break;
-    case DType::BF16: hadamard_kernel<BF16In><<<blocks, 256, 0, stream>>>(static_cast<const uint16_t*>(x), rows, K, ld, g, s0, s1, out); break;
-  }
+  with_input(dtype, [&](auto in) {
+    using In = decltype(in);
+    hadamard_kernel<In><<<blocks, 256, 0, stream>>>(static_cast<const typename In::T*>(x), rows, K, ld, g, s0, s1, out);
+  });
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 

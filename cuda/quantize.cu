@@ -552,12 +552,8 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
     else FP4_CUDA_CHECK(cudaMemsetAsync(out->amax, 0, sizeof(float), stream));
   }
   auto run = [&](const DirArgs& r, const DirArgs& c, bool amax_pass) {
-    if (!r.on && !c.on) return;
-    switch (dtype) {
-      case DType::F32: return launch<F32In>(x, R, C, ld, r, c, amax_pass, stream);
-      case DType::F16: return launch<F16In>(x, R, C, ld, r, c, amax_pass, stream);
-      case DType::BF16: return launch<BF16In>(x, R, C, ld, r, c, amax_pass, stream);
-    }
+    if (r.on || c.on)
+      with_input(dtype, [&](auto in) { launch<decltype(in)>(x, R, C, ld, r, c, amax_pass, stream); });
   };
   // NVFP4 without a transform takes the amax of x itself, the same for both directions: where that
   // covers every amax this call needs, one pass of the rowwise-only kernel (no tile, no shared memory)
@@ -567,11 +563,9 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
   if ((row_raw || col_raw) && row_raw == row_a.on && col_raw == col_a.on && C % kRowLane == 0) {
     DirArgs a = row_raw ? row : col;
     a.block_2d = false;  // an amax pass reads values only
-    switch (dtype) {
-      case DType::F32: launch_rows<F32In, Format::NVFP4, Rounding::RTN>(x, R, C, ld, a, true, stream); break;
-      case DType::F16: launch_rows<F16In, Format::NVFP4, Rounding::RTN>(x, R, C, ld, a, true, stream); break;
-      case DType::BF16: launch_rows<BF16In, Format::NVFP4, Rounding::RTN>(x, R, C, ld, a, true, stream); break;
-    }
+    with_input(dtype, [&](auto in) {
+      launch_rows<decltype(in), Format::NVFP4, Rounding::RTN>(x, R, C, ld, a, true, stream);
+    });
     if (row_raw && col_raw) FP4_CUDA_CHECK(cudaMemcpyAsync(col.amax, row.amax, sizeof(float), cudaMemcpyDeviceToDevice, stream));
     if (row_raw) row_a.on = false;
     if (col_raw) col_a.on = false;
