@@ -63,6 +63,17 @@ using ScaleBiasEpilogue = cutlass::epilogue::fusion::Sm90EVT<
     // bias: one per column n, 0 when null
     cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, float, double, cute::Stride<cute::_0, cute::_1, int64_t>>>;
 
+// The visitor-tree arguments of a ScaleBiasEpilogue: children in order, then the node.
+template <class TreeArguments>
+void set_scale_bias_tree(TreeArguments& t, const double* factor_a, const double* factor_b, const float* bias,
+                         double alpha) {
+  cute::get<0>(t) = {};            // acc
+  cute::get<1>(t) = {factor_a};    // factor_a[m]
+  cute::get<2>(t) = {factor_b};    // factor_b[n]
+  cute::get<3>(t) = {bias};        // bias[n]
+  cute::get<4>(t) = {alpha};
+}
+
 // The epilogue arguments of a ScaleBiasEpilogue kernel writing D [M, N] row-major, no C operand
 // (the Hopper and the Blackwell GEMMs share them).
 template <class EpilogueArguments>
@@ -73,12 +84,7 @@ void set_scale_bias_arguments(EpilogueArguments& e, int M, int N, void* d, const
   e.dC = cutlass::make_cute_packed_stride(decltype(e.dC){}, cute::make_shape(M, N, 1));
   e.ptr_D = static_cast<ElementD*>(d);
   e.dD = e.dC;
-  auto& t = e.thread;              // visitor tree arguments: children in order, then the node
-  cute::get<0>(t) = {};            // acc
-  cute::get<1>(t) = {factor_a};    // factor_a[m]
-  cute::get<2>(t) = {factor_b};    // factor_b[n]
-  cute::get<3>(t) = {bias};        // bias[n]
-  cute::get<4>(t) = {alpha};
+  set_scale_bias_tree(e.thread, factor_a, factor_b, bias, alpha);
 }
 
 }  // namespace fp4gemm::cuda

@@ -9,20 +9,45 @@
 #include "common.cuh"
 #include "cuda_api.h"
 #include "gemm_operand.cuh"
+#include "quantize_d.cuh"
 #include "scratch.h"
 
 namespace fp4gemm::cuda {
 namespace {
 
 // Scratch layout: folded A, folded B, factors, special-row lists, FP8 mainloop scales (A's chunk
-// scales, B's ones), then CUTLASS's own workspace.
+// scales, B's ones), the fp32 D of a quantized output (d32), then CUTLASS's own workspace.
 struct Plan {
-  size_t a_data, b_data, a_factor, b_factor, a_special, b_special, a_chunk, b_ones, cutlass, total;
+  size_t a_data, b_data, a_factor, b_factor, a_special, b_special, a_chunk, b_ones, d32, cutlass, total;
 };
 
 GemmPath path_here(const GemmArgs& g) {
   const int cc = cuda_capability();
   return gemm_path(g, cc / 10, cc % 10);
+}
+
+// Whether the Hopper epilogue quantizes D itself (epilogue_quantize.cuh): what its per-lane code
+// covers within a 128-column subtile, with NVFP4's tensor amax known before the GEMM. Otherwise the
+// GEMM writes the fp32 D to scratch and quantize() runs on it: the same bytes, one more pass.
+// The same GEMM writing its fp32 D to d32 (the form D is quantized from).
+GemmArgs fp32_d(const GemmArgs& g, float* d32) {
+  GemmArgs f = g;
+  f.d_quant = nullptr;
+  f.d_out = nullptr;
+  f.d = d32;
+  f.out_dtype = DType::F32;
+  return f;
+}
+
+// Scratch bytes of the fp32 D (a whole aligned piece).
+size_t d32_bytes(const GemmArgs& g) {
+  ScratchLayout l;
+  l.take(sizeof(float) * size_t(g.a.rows) * size_t(g.b.rows));
+  return l.end;
+}
+
+bool fused_quantize_d(const QuantizeConfig& c) {
+  return !c.block_2d && c.hadamard <= kQuantEpiN && (c.fmt == Format::MXFP4 || (c.fmt == Format::NVFP4 && c.amax_in));
 }
 
 Sm90Args sm90_args(const GemmArgs& g) {
@@ -37,6 +62,12 @@ Sm90Args sm90_args(const GemmArgs& g) {
   s.bias = g.bias;
   s.d = g.d;
   s.out_dtype = g.out_dtype;
+  s.quantize_d = g.d_quant && fused_quantize_d(*g.d_quant);
+  if (g.d_quant) s.out_dtype = DType::F32;  // unless fused: the fp32 D to d32
+  if (s.quantize_d) {
+    s.d_cfg = *g.d_quant;
+    s.d_out = *g.d_out;
+  }
   // The large tile when it gives at least one tile per SM, else the small one (twice the tiles).
   // FP4GEMM_SM90_TILE=large|small and FP4GEMM_SM90_SWIZZLE=n override, for benchmarking.
   // Large grids also get a scheduler swizzle of 4 (L2 reuse): measured +13 % (FP8) and +3 % (BF16) at
@@ -65,6 +96,7 @@ Plan plan(const GemmArgs& g, const Sm90Args& s) {
   p.a_chunk = s.a.bf16 ? l.end : l.take(sizeof(float) * chunks * size_t(s.a.chunk_stride));
   const size_t b_tiles = size_t((g.b.rows + kOnesRows - 1) / kOnesRows);
   p.b_ones = s.a.bf16 ? l.end : l.take(sizeof(float) * chunks * b_tiles);
+  p.d32 = g.d_quant ? l.take(sizeof(float) * size_t(g.a.rows) * size_t(g.b.rows)) : l.end;
   p.cutlass = l.take(sm90_workspace_size(s));
   p.total = l.end;
   return p;
@@ -210,11 +242,59 @@ void fix_special_rows(const GemmArgs& g, const Sm90Args& s, cudaStream_t stream)
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
+// After the fixup of a GEMM whose epilogue quantized D: quantize again, from the fixup's fp32 values
+// in d32, the rows the epilogue could not finish: every row when B has special rows (the epilogue
+// then wrote d32 instead), else A's special rows. One warp per (row, 512 columns), 16 values a lane.
+template <Format F, Rounding Rd>
+__global__ void requantize_rows_kernel(const float* __restrict__ d32, QuantizeDArgs q, const int32_t* __restrict__ a_special) {
+  const bool all = q.b_special[0] > 0;
+  const int64_t rows = all ? q.M : a_special[0];
+  if (rows == 0) return;
+  constexpr int N = kQuantLane, kSegs = 32;
+  const Codec codec = kernel_codec<F, Rd>(q.dir);
+  const int lane = threadIdx.x & 31;
+  const int64_t segs = (q.N + kSegs * N - 1) / (kSegs * N), warps = int64_t(gridDim.x) * (blockDim.x >> 5);
+  float unused = 0.0f;
+  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; w < rows * segs; w += warps) {
+    const int64_t m = all ? w / segs : a_special[1 + w / segs], n = (w % segs) * (kSegs * N) + N * lane;
+    const bool live = n < q.N;
+    float v[N];
+    FP4_UNROLL
+    for (int k = 0; k < N; k += 4) {
+      const float4 f = live ? *reinterpret_cast<const float4*>(d32 + m * q.N + n + k) : make_float4(0.f, 0.f, 0.f, 0.f);
+      v[k] = f.x; v[k + 1] = f.y; v[k + 2] = f.z; v[k + 3] = f.w;
+    }
+    rowwise_lane<Pass::Quant, kSegs>(v, live, m, n, lane, q.dir, codec, nullptr, 0.0f, unused);
+  }
+}
+
+void requantize_rows(const Sm90Args& s, cudaStream_t stream) {
+  const QuantizeDArgs q = quantize_d_args(s);
+  const unsigned ctas = unsigned(2 * sm_count()), threads = 256;
+  const bool sr = s.d_cfg.rounding == Rounding::SR;
+  if (s.d_cfg.fmt == Format::NVFP4) {
+    auto k = sr ? requantize_rows_kernel<Format::NVFP4, Rounding::SR> : requantize_rows_kernel<Format::NVFP4, Rounding::RTN>;
+    k<<<ctas, threads, 0, stream>>>(s.d32, q, s.a.special);
+  } else {
+    auto k = sr ? requantize_rows_kernel<Format::MXFP4, Rounding::SR> : requantize_rows_kernel<Format::MXFP4, Rounding::RTN>;
+    k<<<ctas, threads, 0, stream>>>(s.d32, q, s.a.special);
+  }
+  FP4_CUDA_CHECK(cudaGetLastError());
+}
+
+// D quantized: NVFP4's given amax goes to the output first (the kernels read it there, as quantize()).
+void seed_amax(const QuantizeConfig& c, const QuantizedOut& o, cudaStream_t stream) {
+  if (c.fmt == Format::NVFP4 && c.amax_in)
+    FP4_CUDA_CHECK(cudaMemcpyAsync(o.amax, c.amax_in, sizeof(float), cudaMemcpyDeviceToDevice, stream));
+}
+
 }  // namespace
 
 size_t gemm_workspace_size(const GemmArgs& g) {
   const GemmPath p = path_here(g);
-  return is_native(p) ? native_workspace_size(g, p) : plan(g, sm90_args(g)).total;
+  if (!is_native(p)) return plan(g, sm90_args(g)).total;
+  if (!g.d_quant) return native_workspace_size(g, p);
+  return d32_bytes(g) + native_workspace_size(fp32_d(g, nullptr), p);  // Blackwell, D quantized: the fp32 D first
 }
 
 size_t sm90_workspace_size(const Sm90Args& s) {
@@ -243,6 +323,8 @@ Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream) 
     s.a.chunk_scale = reinterpret_cast<float*>(ws + p.a_chunk);
     s.b.ones = reinterpret_cast<float*>(ws + p.b_ones);
   }
+  if (g.d_quant) s.d32 = reinterpret_cast<float*>(ws + p.d32);
+  if (g.d_quant && !s.quantize_d) s.d = s.d32;
   s.workspace = ws + p.cutlass;
   s.workspace_size = p.total - p.cutlass;
   FP4_CUDA_CHECK(cudaMemsetAsync(s.a.special, 0, sizeof(int32_t), stream));
@@ -264,12 +346,23 @@ void gemm(const GemmArgs& g, cudaStream_t stream) {
     ws = owned.ptr;
   }
   if (const GemmPath p = path_here(g); is_native(p)) {
-    native_gemm(g, p, ws, stream);
-    return;
+    if (!g.d_quant) return native_gemm(g, p, ws, stream);
+    float* d32 = static_cast<float*>(ws);  // the fp32 D, then quantize()
+    native_gemm(fp32_d(g, d32), p, static_cast<char*>(ws) + d32_bytes(g), stream);
+    return quantize(d32, DType::F32, g.a.rows, g.b.rows, g.b.rows, g.d_quant, g.d_out, nullptr, nullptr, stream);
   }
   const Sm90Args s = fold_operands(g, ws, stream);
+  if (!g.d_quant) {
+    sm90_gemm(s, stream);
+    return fix_special_rows(g, s, stream);
+  }
+  // D quantized: in the epilogue (then the rows it could not finish again after the fixup), or in
+  // two passes, the fp32 D (fixup included) and quantize(). The fixup writes fp32 rows to d32.
+  if (s.quantize_d) seed_amax(s.d_cfg, s.d_out, stream);
   sm90_gemm(s, stream);
-  fix_special_rows(g, s, stream);
+  fix_special_rows(fp32_d(g, s.d32), s, stream);
+  if (s.quantize_d) return requantize_rows(s, stream);
+  quantize(s.d32, DType::F32, g.a.rows, g.b.rows, g.b.rows, g.d_quant, g.d_out, nullptr, nullptr, stream);
 }
 
 }  // namespace fp4gemm::cuda

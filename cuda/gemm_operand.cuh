@@ -39,6 +39,8 @@ struct GemmOperand {
   bool bf16 = false;
 };
 
+constexpr int kQuantEpiN = 128;      // the quantizing epilogue's subtile columns: RHT groups g <= 128
+
 constexpr int kWindowHigh = 6;       // 6 * 2^6 = 384 <= 448: the largest block keeps every code
 constexpr int kWindowLowE4M3 = -8;   // 0.5 * 2^-8 = 2^-9, the smallest E4M3 subnormal
 constexpr int kWindowLowBF16 = -132; // 0.5 * 2^-132 = 2^-133, the smallest BF16 subnormal
@@ -61,6 +63,13 @@ struct Sm90Args {
   DType out_dtype = DType::BF16;
   Sm90Tile tile = Sm90Tile::Large;
   int swizzle = 1;               // CUTLASS persistent scheduler: max_swizzle_size
+  // D quantized in the epilogue (epilogue_quantize.cuh) instead of stored in out_dtype: rowwise along
+  // N by d_cfg (MXFP4, or NVFP4 with its amax given) into d_out; d32 [M, N] fp32 takes D instead
+  // while B has special rows (the fixup then requantizes, gemm.cu).
+  bool quantize_d = false;
+  QuantizeConfig d_cfg{};
+  QuantizedOut d_out{};
+  float* d32 = nullptr;
   void* workspace = nullptr;
   size_t workspace_size = 0;
 };

@@ -19,7 +19,7 @@
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "cutlass/kernel_hardware_info.h"
 #include "cutlass/util/packed_stride.hpp"
-#include "epilogue.cuh"
+#include "epilogue_quantize.cuh"
 #include "gemm_operand.cuh"
 
 namespace fp4gemm::cuda {
@@ -35,12 +35,38 @@ struct TileConfig {
   using EpilogueSchedule = Epilogue;
 };
 
+// The output "type" of a kernel that writes D quantized (epilogue_quantize.cuh).
+struct QuantizedD {};
+
+// The epilogue collective: ScaleBiasEpilogue into ElementD, or, for QuantizedD, the quantizing root
+// node with D void and one fp32 staging subtile of TileM x 128 (one stage: 64 KB for 128-row tiles).
+template <class ElementD, class TileShape, class ClusterShape, class Schedule>
+struct Sm90Epilogue {
+  static constexpr int kAlignD = 16 / sizeof(ElementD);
+  using CollectiveOp = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
+      cutlass::epilogue::collective::EpilogueTileAuto, float, double,
+      void, cutlass::layout::RowMajor, kAlignD,       // no C operand
+      ElementD, cutlass::layout::RowMajor, kAlignD,
+      Schedule, ScaleBiasEpilogue<TileShape, ElementD>>::CollectiveOp;
+};
+template <class TileShape, class ClusterShape, class Schedule>
+struct Sm90Epilogue<QuantizedD, TileShape, ClusterShape, Schedule> {
+  static constexpr int kTileM = cute::size<0>(TileShape{});
+  using EpilogueTile = Shape<Int<kTileM>, Int<kQuantEpiN>>;
+  static constexpr int kThreads = std::is_same_v<Schedule, cutlass::epilogue::TmaWarpSpecializedCooperative> ? 256 : 128;
+  using Policy = cutlass::epilogue::Sm90TmaWarpSpecialized<1, 1, kTileM * kQuantEpiN / kThreads, false, false>;
+  using CollectiveOp = typename cutlass::epilogue::collective::detail::Sm90TmaBuilderImpl<
+      TileShape, EpilogueTile, float, double, void, cutlass::layout::RowMajor, 4, void, cutlass::layout::RowMajor, 4,
+      QuantizeDEpilogue<TileShape>, Policy>::CollectiveOp;
+};
+
 template <class ElementAB, class ElementD, class Config>
 struct Sm90Gemm {
   using TileShape = typename Config::TileShape;
   using ClusterShape = typename Config::ClusterShape;
   static constexpr int kAlignAB = 16 / sizeof(ElementAB);
-  static constexpr int kAlignD = 16 / sizeof(ElementD);
+  static constexpr bool kQuantized = std::is_same_v<ElementD, QuantizedD>;
 
   // FP8: mainloop scales per (row of A, 128-K chunk) and per (tile of B's rows, chunk), the latter
   // ones (one scale per B tile keeps the promotion at one FFMA per element).
@@ -56,12 +82,7 @@ struct Sm90Gemm {
   using LayoutB = std::conditional_t<kChunked, cute::tuple<cutlass::layout::ColumnMajor, decltype(ScaleConfig::deduce_layoutSFB())>,
                                      cutlass::layout::ColumnMajor>;
 
-  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
-      cutlass::epilogue::collective::EpilogueTileAuto, float, double,
-      void, cutlass::layout::RowMajor, kAlignD,       // no C operand
-      ElementD, cutlass::layout::RowMajor, kAlignD,
-      typename Config::EpilogueSchedule, ScaleBiasEpilogue<TileShape, ElementD>>::CollectiveOp;
+  using Epilogue = typename Sm90Epilogue<ElementD, TileShape, ClusterShape, typename Config::EpilogueSchedule>::CollectiveOp;
 
   using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp,
@@ -96,7 +117,17 @@ struct Sm90Gemm {
       args.mainloop.ptr_SFB = g.b.ones;
       args.mainloop.layout_SFB = ScaleConfig::tile_atom_to_shape_SFB(make_shape(M, N, K, 1));
     }
-    set_scale_bias_arguments(args.epilogue, M, N, g.d, g.a.factor, g.b.factor, g.bias, g.alpha);
+    if constexpr (kQuantized) {
+      auto& e = args.epilogue;
+      e.ptr_C = nullptr;
+      e.ptr_D = nullptr;
+      e.dC = cutlass::make_cute_packed_stride(decltype(e.dC){}, make_shape(M, N, 1));
+      e.dD = e.dC;
+      set_scale_bias_tree(e.thread.op_0, g.a.factor, g.b.factor, g.bias, g.alpha);  // the child tree, then the node
+      e.thread.op_1 = quantize_d_args(g);
+    } else {
+      set_scale_bias_arguments(args.epilogue, M, N, g.d, g.a.factor, g.b.factor, g.bias, g.alpha);
+    }
     args.hw_info = hardware();
     args.scheduler.max_swizzle_size = g.swizzle;
     return args;
@@ -132,6 +163,7 @@ struct Sm90Gemm {
 // Dispatch one operand type over the output types.
 template <class ElementAB, class Config>
 void sm90_run(const Sm90Args& g, cudaStream_t stream) {
+  if (g.quantize_d) return Sm90Gemm<ElementAB, QuantizedD, Config>::run(g, stream);
   switch (g.out_dtype) {
     case DType::BF16: Sm90Gemm<ElementAB, cutlass::bfloat16_t, Config>::run(g, stream); break;
     case DType::F16: Sm90Gemm<ElementAB, cutlass::half_t, Config>::run(g, stream); break;
@@ -140,6 +172,7 @@ void sm90_run(const Sm90Args& g, cudaStream_t stream) {
 }
 template <class ElementAB, class Config>
 size_t sm90_workspace(const Sm90Args& g) {
+  if (g.quantize_d) return Sm90Gemm<ElementAB, QuantizedD, Config>::workspace_size(g);
   switch (g.out_dtype) {
     case DType::BF16: return Sm90Gemm<ElementAB, cutlass::bfloat16_t, Config>::workspace_size(g);
     case DType::F16: return Sm90Gemm<ElementAB, cutlass::half_t, Config>::workspace_size(g);

@@ -150,13 +150,13 @@ __device__ __forceinline__ uint8_t lane_quest_scale(const float (&v)[N], float a
   float t[N];
   FP4_UNROLL
   for (int j = 0; j < N; ++j) t[j] = n[j];
-  const float mean = lane_pairwise_sum32(t) * (1.0f / 32.0f);
+  const float mean = num::mul_rn(lane_pairwise_sum32(t), 1.0f / 32.0f);
   FP4_UNROLL
-  for (int j = 0; j < N; ++j) { const float d = n[j] - mean; t[j] = d * d; }
+  for (int j = 0; j < N; ++j) { const float d = n[j] - mean; t[j] = num::mul_rn(d, d); }
   const float var = lane_pairwise_sum32(t) * (1.0f / 32.0f);
   float sigma = __fsqrt_rn(var);
   sigma = sigma * num::exp2i(E);
-  const float q = sigma * num::kQuestScale + num::kQuestEps;
+  const float q = num::mul_rn(sigma, num::kQuestScale) + num::kQuestEps;
   return num::is_finite(amax) ? uint8_t(num::clamp_i(num::exp_field(q), -127, 127) + 127) : num::kE8M0NaN;
 }
 

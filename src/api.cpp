@@ -18,7 +18,8 @@ namespace {
 
 const char* fmt_name(Format f) { return f == Format::MXFP4 ? "mxfp4" : f == Format::NVFP4 ? "nvfp4" : "fp4_row"; }
 
-void check_config(const QuantizeConfig& cfg, int64_t K, const char* which) {
+// arg: the argument the quantized dimension belongs to (x of quantize(), d_quant of a GEMM).
+void check_config(const QuantizeConfig& cfg, int64_t K, const char* which, const char* arg = "x") {
   const std::string cfg_name = std::string(which) + " config";
   if (int(cfg.fmt) < 0 || int(cfg.fmt) > 2) bad(cfg_name + ".fmt", "unknown format");
   if (!rule_fits_format(cfg.scale_rule, cfg.fmt))
@@ -31,10 +32,10 @@ void check_config(const QuantizeConfig& cfg, int64_t K, const char* which) {
   if (cfg.block_2d && g) bad(cfg_name + ".block_2d", "16x16 blocks do not combine with the Hadamard transform");
   const int64_t bs = cfg.fmt == Format::FP4Row ? 16 : block_size(cfg.fmt);
   if (K % bs != 0)
-    bad("x", std::string("the quantized dimension (") + which + ", K=" + std::to_string(K) +
+    bad(arg, std::string("the quantized dimension (") + which + ", K=" + std::to_string(K) +
                  ") must be a multiple of " + std::to_string(bs) + " for " + fmt_name(cfg.fmt));
   if (g && K % g != 0)
-    bad("x", std::string("the quantized dimension (") + which + ", K=" + std::to_string(K) +
+    bad(arg, std::string("the quantized dimension (") + which + ", K=" + std::to_string(K) +
                  ") must be a multiple of the Hadamard block " + std::to_string(g));
 }
 
@@ -79,7 +80,7 @@ void check_gpu_gemm(const GemmArgs& args) {
     bad("a", "M, N and K must each be below 2^31 on the GPU");
   for (auto [q, name] : {std::pair{&args.a, "a.data"}, std::pair{&args.b, "b.data"}})
     if (reinterpret_cast<uintptr_t>(q->data) % 16) bad(name, "must be 16-byte aligned on the GPU");
-  const int64_t out_bytes = args.out_dtype == DType::F32 ? 4 : 2;
+  const int64_t out_bytes = args.out_dtype == DType::F32 || args.d_quant ? 4 : 2;
   if (args.b.rows * out_bytes % 16)
     bad("b", "N=" + std::to_string(args.b.rows) + " must be a multiple of " + std::to_string(16 / out_bytes) +
                  " for this output dtype on the GPU (16-byte rows for the TMA store)");
@@ -103,6 +104,11 @@ void check_shapes(const GemmArgs& args) {
   if (args.a.k != args.b.k)
     bad("b", "K=" + std::to_string(args.b.k) + " does not match a's K=" + std::to_string(args.a.k));
   if (int(args.out_dtype) < 0 || int(args.out_dtype) > 2) bad("out_dtype", "must be float32, float16 or bfloat16");
+  if (args.d_quant) {
+    if (args.c) bad("d_quant", "a quantized D does not take a C operand");
+    check_config(*args.d_quant, args.b.rows, "d_quant, N", "d_quant");
+    check_out(args.d_out, *args.d_quant, "d_quant");
+  }
 }
 
 void check_gemm(const GemmArgs& args, bool device) {
@@ -183,7 +189,7 @@ size_t gemm_workspace_size(const GemmArgs& args, bool device) {
 
 void gemm(const GemmArgs& args, bool device, void* stream) {
   check_gemm(args, device);
-  if (!args.d) bad("d", "null pointer");
+  if (!args.d && !args.d_quant) bad("d", "null pointer");
   FP4_ON_DEVICE(device, cuda::gemm(args, as_stream(stream)));
   (void)stream;
   cpu::gemm(args);

@@ -114,10 +114,25 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("q"), py::arg("out"), py::arg("device") = false, py::arg("stream") = 0,
       py::call_guard<py::gil_scoped_release>());
+  // d_quant / d_out: GemmArgs' pointers to a quantized D, passed beside the arguments.
   m.def(
-      "gemm", [](const GemmArgs& a, bool device, uintptr_t stream) { gemm(a, device, ptr<void>(stream)); },
-      py::arg("args"), py::arg("device") = false, py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>());
-  m.def("gemm_workspace_size", &gemm_workspace_size, py::arg("args"), py::arg("device") = false);
+      "gemm",
+      [](GemmArgs a, bool device, uintptr_t stream, const QuantizeConfig* d_quant, const QuantizedOut* d_out) {
+        a.d_quant = d_quant;
+        a.d_out = d_out;
+        gemm(a, device, ptr<void>(stream));
+      },
+      py::arg("args"), py::arg("device") = false, py::arg("stream") = 0, py::arg("d_quant").none(true) = nullptr,
+      py::arg("d_out").none(true) = nullptr, py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "gemm_workspace_size",
+      [](GemmArgs a, bool device, const QuantizeConfig* d_quant, const QuantizedOut* d_out) {
+        a.d_quant = d_quant;
+        a.d_out = d_out;
+        return gemm_workspace_size(a, device);
+      },
+      py::arg("args"), py::arg("device") = false, py::arg("d_quant").none(true) = nullptr,
+      py::arg("d_out").none(true) = nullptr);
   m.def(
       "qgemm",
       [](const QGemmInput& a, const QGemmInput& b, const GemmArgs& args, uintptr_t workspace, size_t workspace_size,

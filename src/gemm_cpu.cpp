@@ -47,6 +47,16 @@ uint16_t round_to_half(double x, bool bf16) {
 
 void gemm(const GemmArgs& g) {
   const int64_t M = g.a.rows, N = g.b.rows, K = g.a.k;
+  if (g.d_quant) {  // D quantized: the fp32 D, then quantize() of it
+    std::vector<float> d(size_t(M * N));
+    GemmArgs f = g;
+    f.d_quant = nullptr;
+    f.d_out = nullptr;
+    f.d = d.data();
+    f.out_dtype = DType::F32;
+    gemm(f);
+    return quantize_direction(d.data(), DType::F32, M, N, N, Direction::Rowwise, *g.d_quant, *g.d_out);
+  }
   std::vector<double> A(size_t(M * K)), B(size_t(N * K));
   for (int64_t m = 0; m < M; ++m) dequantize_row(g.a, m, &A[size_t(m * K)]);
   for (int64_t n = 0; n < N; ++n) dequantize_row(g.b, n, &B[size_t(n * K)]);

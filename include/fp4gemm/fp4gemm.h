@@ -98,6 +98,13 @@ struct GemmArgs {
   Mma mma = Mma::Auto;            // GPU: tensor-core operand type
   void* workspace = nullptr;      // GPU scratch of gemm_workspace_size bytes; null: allocated stream-ordered
   size_t workspace_size = 0;
+  // D quantized (blocks along N) instead of written to d in out_dtype: the bytes of quantize() of
+  // this GEMM's fp32 D [M, N] (rowwise, K = N) with d_quant into d_out; d and out_dtype are unused.
+  // Hopper fuses it into the epilogue for mxfp4, and for nvfp4 with d_quant->amax_in given
+  // (hadamard <= 128, no block_2d); otherwise, and on Blackwell, two passes. Scratch includes an
+  // fp32 [M, N] (docs/kernels.md).
+  const QuantizeConfig* d_quant = nullptr;
+  const QuantizedOut* d_out = nullptr;
 };
 // Bytes of GPU scratch gemm() needs for these shapes and formats (0 on the CPU path).
 size_t gemm_workspace_size(const GemmArgs& args, bool device);

@@ -101,6 +101,17 @@ FP4_HD float e2m1_value(uint8_t code) {
   return (code & 8) ? -m : m;
 }
 
+// a * b rounded on its own: the GPU form is never fused into a following add. The quantizer also runs
+// in the Hopper GEMMs' quantizing epilogue, whose sources compile with FMA contraction (gemm_sm90.cuh);
+// every product that feeds a sum goes through this, so contraction cannot change a bit.
+FP4_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
 // a * f + c with one rounding, for a product a * f that is exact (f a power of two that neither
 // overflows nor drops bits of a): then fused and unfused agree, and the GPU issues one FFMA.
 FP4_HD float fma_exact(float a, float f, float c) {
@@ -268,9 +279,9 @@ FP4_HD uint8_t quest_scale_byte(const float* v /* 32 values */, float amax) {
   float norm = exp2i(-E), n[32];
 FP4_UNROLL
   for (int i = 0; i < 32; ++i) n[i] = v[i] * norm;
-  float mean = pairwise_sum32(n) * (1.0f / 32.0f);
+  float mean = mul_rn(pairwise_sum32(n), 1.0f / 32.0f);
 FP4_UNROLL
-  for (int i = 0; i < 32; ++i) { float d = n[i] - mean; n[i] = d * d; }
+  for (int i = 0; i < 32; ++i) { float d = n[i] - mean; n[i] = mul_rn(d, d); }
   float var = pairwise_sum32(n) * (1.0f / 32.0f);
 #if defined(__CUDA_ARCH__)
   float sigma = __fsqrt_rn(var);
@@ -278,7 +289,7 @@ FP4_UNROLL
   float sigma = __builtin_sqrtf(var);
 #endif
   sigma = sigma * exp2i(E);                                  // < 2^128: no overflow
-  float t = sigma * kQuestScale + kQuestEps;                 // t >= 1e-8 > 0: a normal number
+  float t = mul_rn(sigma, kQuestScale) + kQuestEps;          // t >= 1e-8 > 0: a normal number
   return uint8_t(clamp_i(exp_field(t), -127, 127) + 127);
 }
 

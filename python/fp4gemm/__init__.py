@@ -9,7 +9,7 @@ import torch  # before _C: the native module expects torch's CUDA runtime to be 
 from . import _C
 from .config import FORMATS, SCALE_RULES
 from .hadamard import HADAMARD_SIZES, TE_RHT_SIGNS, Hadamard, hadamard_signs, hadamard_transform
-from .gemm import gemm, matmul
+from .gemm import gemm, gemm_quantized, matmul
 from .layout import from_blocked, to_blocked
 from .quantize import quantize
 from .tensor import QuantizedTensor
@@ -26,6 +26,6 @@ def cuda_available() -> bool:
     return bool(_C.cuda_available())
 
 
-__all__ = ["quantize", "matmul", "gemm", "QuantizedTensor", "Hadamard", "hadamard_signs", "hadamard_transform", "to_blocked",
+__all__ = ["quantize", "matmul", "gemm", "gemm_quantized", "QuantizedTensor", "Hadamard", "hadamard_signs", "hadamard_transform", "to_blocked",
            "from_blocked", "FORMATS", "SCALE_RULES", "HADAMARD_SIZES", "TE_RHT_SIGNS", "cuda_available", "linear",
            "convert", "nn", "recipes", "Recipe", "BF16", "Tseng", "Quartet", "NVFP4", "MicrosoftFP4"]

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 
 from . import ops
-from .quantize import fresh_seed, quantize
+from .quantize import as_quantized_tensor, check_arguments, fresh_seed, quantize
 from .tensor import QuantizedTensor
 
 
@@ -29,6 +29,16 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
     A path the device cannot run is a ValueError naming `mma`. Operands with blocked scales
     (quantize(..., scale_layout="blocked")) are read as they are on every path.
     """
+    _check_operands(qa, qb)
+    if accumulate not in (None, "float64", "float32"):
+        raise ValueError(f"accumulate: None, 'float64' or 'float32', got {accumulate!r}")
+    if accumulate == "float64" and qa.qdata.device.type != "cpu":
+        raise ValueError("accumulate: 'float64' sums run on the CPU only; the GPU accumulates in fp32 on tensor cores")
+    return gemm_trusted(qa, qb, alpha=alpha, bias=bias, out_dtype=out_dtype,
+                        fp32_accumulate=accumulate == "float32", mma=mma, native=False)
+
+
+def _check_operands(qa, qb) -> None:
     for name, q in (("qa", qa), ("qb", qb)):
         if not isinstance(q, QuantizedTensor):
             raise ValueError(f"{name}: expected a QuantizedTensor, got {type(q).__name__}")
@@ -38,12 +48,41 @@ def gemm(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0, bias: 
         raise ValueError(f"qb: K={qb.shape[-1]} does not match qa's K={qa.shape[-1]}")
     if qa.rht != qb.rht and qa.hadamard_signs != qb.hadamard_signs:
         raise ValueError("qb: its Hadamard transform differs from qa's; A.B^T would not be preserved")
-    if accumulate not in (None, "float64", "float32"):
-        raise ValueError(f"accumulate: None, 'float64' or 'float32', got {accumulate!r}")
-    if accumulate == "float64" and qa.qdata.device.type != "cpu":
-        raise ValueError("accumulate: 'float64' sums run on the CPU only; the GPU accumulates in fp32 on tensor cores")
-    return gemm_trusted(qa, qb, alpha=alpha, bias=bias, out_dtype=out_dtype,
-                        fp32_accumulate=accumulate == "float32", mma=mma, native=False)
+
+
+def _scales(q: QuantizedTensor) -> torch.Tensor:
+    """q's raw scale bytes in the layout they have (fp4_row: fp32 row scales)."""
+    s = q.scale if q.fmt == "fp4_row" else q.scale.view(torch.uint8)
+    return s.reshape(-1) if q.scale_layout == "blocked" else s.reshape(-1, s.shape[-1])
+
+
+def _operand_args(q: QuantizedTensor) -> tuple:
+    return (q.codes().reshape(-1, q.qdata.shape[-1]), _scales(q), q.amax, q.fmt, q.scale_rule, q.global_scale)
+
+
+def gemm_quantized(qa: QuantizedTensor, qb: QuantizedTensor, fmt: str = "mxfp4", *, alpha: float = 1.0,
+                   bias: Optional[torch.Tensor] = None, mma: str = "auto", scale_rule: Optional[str] = None,
+                   rounding: str = "rtn", prescale: bool = False, hadamard=None, seed: Optional[int] = None,
+                   offset: int = 0, amax: Optional[torch.Tensor] = None, clip_mask: bool = False,
+                   scale_layout: str = "canonical") -> QuantizedTensor:
+    """D = alpha * A^ B^T + bias, quantized along N: exactly quantize(gemm(qa, qb, out_dtype=torch.float32),
+    fmt, ...) with the same quantization arguments (quantize()'s, rowwise), without the fp32 D.
+
+    On Hopper the GEMM's epilogue quantizes D for mxfp4, and for nvfp4 when `amax` (D's tensor amax,
+    e.g. last step's) is given, with hadamard g <= 128; otherwise, and on Blackwell and the CPU, the
+    fp32 D is formed and quantized in a second pass (the same bytes). mma as in gemm().
+    """
+    _check_operands(qa, qb)
+    rule, h, _, seed = check_arguments(fmt, scale_rule, rounding, False, hadamard, None, True, False, seed, offset,
+                                       amax, clip_mask, scale_layout)
+    if qa.qdata.dim() != 2:
+        raise ValueError(f"qa: must be 2D [M, K] for a quantized D, got shape {tuple(qa.shape)}")
+    out = ops.gemm_quantized_op(*_operand_args(qa), *_operand_args(qb), float(alpha), bias, mma,
+                                qa.scale_layout == "blocked", qb.scale_layout == "blocked", fmt, rule, rounding,
+                                prescale, h.g if h else 0, h.sign_words() if h else [], seed, offset, amax, clip_mask,
+                                scale_layout == "blocked")
+    return as_quantized_tensor(*out, h, fmt=fmt, rule=rule, rounding=rounding, dtype=torch.float32,
+                               prescale=prescale, clip_mask=clip_mask, scale_layout=scale_layout)
 
 
 def gemm_trusted(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0,
@@ -51,14 +90,8 @@ def gemm_trusted(qa: QuantizedTensor, qb: QuantizedTensor, *, alpha: float = 1.0
                  fp32_accumulate: bool = False, mma: str = "auto", native: bool = True) -> torch.Tensor:
     """gemm() past its argument checks. native: call the kernels directly rather than through the
     fp4gemm::gemm custom op (see quantize_trusted)."""
-    def scales(q):  # raw bytes in the layout they have (fp4_row: fp32 row scales)
-        s = q.scale if q.fmt == "fp4_row" else q.scale.view(torch.uint8)
-        return s.reshape(-1) if q.scale_layout == "blocked" else s.reshape(-1, s.shape[-1])
-
     op = ops.gemm_native if native else ops.gemm_op
-    d = op(qa.codes().reshape(-1, qa.qdata.shape[-1]), scales(qa), qa.amax, qa.fmt, qa.scale_rule, qa.global_scale,
-           qb.codes(), scales(qb), qb.amax, qb.fmt, qb.scale_rule, qb.global_scale,
-           float(alpha), bias, out_dtype, fp32_accumulate, mma,
+    d = op(*_operand_args(qa), *_operand_args(qb), float(alpha), bias, out_dtype, fp32_accumulate, mma,
            qa.scale_layout == "blocked", qb.scale_layout == "blocked")
     return d.reshape(list(qa.shape[:-1]) + [qb.shape[0]])
 

@@ -223,6 +223,28 @@ def _set_output(args, out_dtype: torch.dtype, mma: str, bias: Optional[torch.Ten
     return bias
 
 
+def _gemm_args(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax, b_fmt, b_rule, b_global,
+               alpha, bias, out_dtype, mma, a_blocked, b_blocked):
+    """The _C.GemmArgs of gemm_native / gemm_quantized_native, and bias as the fp32 tensor it points at."""
+    if a_data.device != b_data.device:
+        raise ValueError(f"b: on {b_data.device}, but a is on {a_data.device}")
+    args = _C.GemmArgs()
+    args.a = operand(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, "a", a_blocked)
+    args.b = operand(b_data, b_scale, b_amax, b_fmt, b_rule, b_global, "b", b_blocked)
+    args.alpha = alpha
+    bias = _set_output(args, out_dtype, mma, bias, args.b.rows, a_data.device)
+    return args, bias
+
+
+def _run_gemm(args, device, on_device: bool, stream: int, d_quant=None, d_out=None):
+    """_C.gemm with its GPU scratch from torch's caching allocator (no cudaMalloc per call, graph-safe)."""
+    if on_device:
+        size = _C.gemm_workspace_size(args, True, d_quant, d_out)
+        workspace = torch.empty(size, dtype=torch.uint8, device=device)
+        args.workspace, args.workspace_size = workspace.data_ptr(), workspace.numel()
+    _C.gemm(args, on_device, stream, d_quant, d_out)
+
+
 def gemm_native(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.Tensor], a_fmt: str,
                 a_rule: str, a_global: float, b_data: torch.Tensor, b_scale: torch.Tensor,
                 b_amax: Optional[torch.Tensor], b_fmt: str, b_rule: str, b_global: float, alpha: float,
@@ -230,22 +252,13 @@ def gemm_native(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[to
                 a_blocked: bool = False, b_blocked: bool = False) -> torch.Tensor:
     """D[M, N] = alpha * A^ B^T (+ bias): A [M, K/2], B [N, K/2] packed, K-major ("TN").
     a_blocked / b_blocked: that operand's scales are in the 128x4 blocked layout."""
-    if a_data.device != b_data.device:
-        raise ValueError(f"b: on {b_data.device}, but a is on {a_data.device}")
     on_device, stream = device_args(a_data, "a")
-    args = _C.GemmArgs()
-    args.a = operand(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, "a", a_blocked)
-    args.b = operand(b_data, b_scale, b_amax, b_fmt, b_rule, b_global, "b", b_blocked)
-    args.alpha = alpha
-    M, N = args.a.rows, args.b.rows
-    bias = _set_output(args, out_dtype, mma, bias, N, a_data.device)
-    out = torch.empty([M, N], dtype=out_dtype, device=a_data.device)
+    args, bias = _gemm_args(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax, b_fmt, b_rule,
+                            b_global, alpha, bias, out_dtype, mma, a_blocked, b_blocked)
+    out = torch.empty([args.a.rows, args.b.rows], dtype=out_dtype, device=a_data.device)
     args.d, args.fp32_accumulate = out.data_ptr(), fp32_accumulate
     with on_device_of(a_data):
-        if on_device:  # scratch from torch's caching allocator: no cudaMalloc per call, graph-safe
-            workspace = torch.empty(_C.gemm_workspace_size(args, True), dtype=torch.uint8, device=a_data.device)
-            args.workspace, args.workspace_size = workspace.data_ptr(), workspace.numel()
-        _C.gemm(args, on_device, stream)
+        _run_gemm(args, a_data.device, on_device, stream)
     return out
 
 
@@ -258,6 +271,42 @@ def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax,
     M = a_data.numel() // a_data.shape[-1]
     N = b_data.numel() // b_data.shape[-1]
     return a_data.new_empty([M, N], dtype=out_dtype)
+
+
+def gemm_quantized_native(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: Optional[torch.Tensor], a_fmt: str,
+                          a_rule: str, a_global: float, b_data: torch.Tensor, b_scale: torch.Tensor,
+                          b_amax: Optional[torch.Tensor], b_fmt: str, b_rule: str, b_global: float, alpha: float,
+                          bias: Optional[torch.Tensor], mma: str, a_blocked: bool, b_blocked: bool, fmt: str,
+                          scale_rule: str, rounding: str, prescale: bool, hadamard: int, signs: list[int], seed: int,
+                          offset: int, amax: Optional[torch.Tensor], clip_mask: bool,
+                          scale_blocked: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """gemm_native's D quantized along N (data, scale, amax, mask as quantize_native's rowwise output):
+    the bytes of quantize_native of the fp32 D, from the GEMM's epilogue where it can (GemmArgs::d_quant)."""
+    on_device, stream = device_args(a_data, "a")
+    args, bias = _gemm_args(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax, b_fmt, b_rule,
+                            b_global, alpha, bias, torch.float32, mma, a_blocked, b_blocked)
+    if amax is not None and (amax.numel() != 1 or amax.dtype != torch.float32 or amax.device != a_data.device):
+        raise ValueError("amax: must be a one-element float32 tensor on the operands' device")
+    M, N = args.a.rows, args.b.rows
+    out = _alloc(a_data, [M], N, fmt, clip_mask, scale_blocked)
+    cfg = quantize_config(fmt, scale_rule, rounding, prescale, False, hadamard, signs, seed, offset, amax)
+    with on_device_of(a_data):
+        _run_gemm(args, a_data.device, on_device, stream, cfg, _out(*out, fmt, clip_mask, scale_blocked))
+    return out
+
+
+gemm_quantized_op = torch.library.custom_op("fp4gemm::gemm_quantized", gemm_quantized_native, mutates_args=())
+
+
+@gemm_quantized_op.register_fake
+def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax, b_fmt, b_rule, b_global, alpha,
+      bias, mma, a_blocked, b_blocked, fmt, scale_rule, rounding, prescale, hadamard, signs, seed, offset, amax,
+      clip_mask, scale_blocked):
+    M = a_data.numel() // a_data.shape[-1]
+    N = b_data.numel() // b_data.shape[-1]
+    d, s, m = _out_shapes([M], N, fmt, clip_mask, scale_blocked)
+    return (a_data.new_empty(d, dtype=torch.uint8), a_data.new_empty(s, dtype=torch.float32 if fmt == "fp4_row" else torch.uint8),
+            a_data.new_empty([] if fmt == "nvfp4" else [0], dtype=torch.float32), a_data.new_empty(m, dtype=torch.uint8))
 
 
 def qgemm_native(a: torch.Tensor, a_columnwise: bool, a_cfg, b: torch.Tensor, b_columnwise: bool, b_cfg,

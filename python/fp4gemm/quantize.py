@@ -40,6 +40,16 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    rule, h_row, h_col, seed = check_arguments(fmt, scale_rule, rounding, block_2d, hadamard, columnwise_hadamard,
+                                               rowwise, columnwise, seed, offset, amax, clip_mask, scale_layout)
+    return quantize_trusted(x, fmt, rule, rounding, prescale=prescale, block_2d=block_2d, h_row=h_row,
+                            h_col=h_col, rowwise=rowwise, columnwise=columnwise, seed=seed, offset=offset,
+                            amax=amax, clip_mask=clip_mask, scale_layout=scale_layout, native=False)
+
+
+def check_arguments(fmt, scale_rule, rounding, block_2d, hadamard, columnwise_hadamard, rowwise, columnwise, seed,
+                    offset, amax, clip_mask, scale_layout):
+    """quantize()'s argument checks (also gemm_quantized's): (rule, row Hadamard, column Hadamard, seed)."""
     rule = resolve_rule(fmt, scale_rule)
     check_name(rounding, ROUNDINGS, "rounding")
     if block_2d and fmt != "nvfp4":
@@ -63,10 +73,17 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: Optional[str] =
     for name, v in (("seed", seed), ("offset", offset)):
         if not isinstance(v, int) or not 0 <= v < 2**63:
             raise ValueError(f"{name}: must be an int in [0, 2^63), got {v!r}")
+    return rule, h_row, h_col, seed
 
-    return quantize_trusted(x, fmt, rule, rounding, prescale=prescale, block_2d=block_2d, h_row=h_row,
-                            h_col=h_col, rowwise=rowwise, columnwise=columnwise, seed=seed, offset=offset,
-                            amax=amax, clip_mask=clip_mask, scale_layout=scale_layout, native=False)
+
+def as_quantized_tensor(data, scale, amax_t, mask, h: Optional[Hadamard], *, fmt: str, rule: str, rounding: str,
+                        dtype: torch.dtype, prescale: bool, clip_mask: bool, scale_layout: str) -> QuantizedTensor:
+    """The QuantizedTensor of one output of the native quantizers (raw bytes as they return them)."""
+    return QuantizedTensor(
+        qdata=data.view(torch.float4_e2m1fn_x2), scale=scale.view(_SCALE_DTYPE[fmt]), fmt=fmt, scale_rule=rule,
+        rounding=rounding, dtype=dtype, global_scale=4.0 / 3.0 if prescale else 1.0,
+        amax=amax_t if fmt == "nvfp4" else None, clip_mask=mask if clip_mask else None,
+        rht=h, scale_layout=scale_layout)
 
 
 def quantize_trusted(x: torch.Tensor, fmt: str, rule: str, rounding: str, *, prescale: bool = False,
@@ -85,11 +102,8 @@ def quantize_trusted(x: torch.Tensor, fmt: str, rule: str, rounding: str, *, pre
              scale_layout == "blocked")
 
     def build(data, scale, amax_t, mask, h) -> QuantizedTensor:
-        return QuantizedTensor(
-            qdata=data.view(torch.float4_e2m1fn_x2), scale=scale.view(_SCALE_DTYPE[fmt]), fmt=fmt, scale_rule=rule,
-            rounding=rounding, dtype=x.dtype, global_scale=4.0 / 3.0 if prescale else 1.0,
-            amax=amax_t if fmt == "nvfp4" else None, clip_mask=mask if clip_mask else None,
-            rht=h, scale_layout=scale_layout)
+        return as_quantized_tensor(data, scale, amax_t, mask, h, fmt=fmt, rule=rule, rounding=rounding, dtype=x.dtype,
+                                   prescale=prescale, clip_mask=clip_mask, scale_layout=scale_layout)
 
     col = build(*out[4:], h_col) if columnwise else None
     if not rowwise:
