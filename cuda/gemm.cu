@@ -26,9 +26,6 @@ GemmPath path_here(const GemmArgs& g) {
   return gemm_path(g, cc / 10, cc % 10);
 }
 
-// Whether the Hopper epilogue quantizes D itself (epilogue_quantize.cuh): what its per-lane code
-// covers within a 128-column subtile, with NVFP4's tensor amax known before the GEMM. Otherwise the
-// GEMM writes the fp32 D to scratch and quantize() runs on it: the same bytes, one more pass.
 // The same GEMM writing its fp32 D to d32 (the form D is quantized from).
 GemmArgs fp32_d(const GemmArgs& g, float* d32) {
   GemmArgs f = g;
@@ -46,6 +43,9 @@ size_t d32_bytes(const GemmArgs& g) {
   return l.end;
 }
 
+// Whether the Hopper epilogue quantizes D itself (epilogue_quantize.cuh): what its per-lane code
+// covers within a 128-column subtile, with NVFP4's tensor amax known before the GEMM. Otherwise the
+// GEMM writes the fp32 D to scratch and quantize() runs on it: the same bytes, one more pass.
 bool fused_quantize_d(const QuantizeConfig& c) {
   return !c.block_2d && c.hadamard <= kQuantEpiN && (c.fmt == Format::MXFP4 || (c.fmt == Format::NVFP4 && c.amax_in));
 }
