@@ -79,6 +79,12 @@ def quantize_config(fmt, rule, rounding, prescale, block_2d, g, signs, seed, off
     return c
 
 
+def _check_amax(amax: Optional[torch.Tensor], device, whose: str) -> None:
+    """A given NVFP4 tensor amax: one float32 on the data's device."""
+    if amax is not None and (amax.numel() != 1 or amax.dtype != torch.float32 or amax.device != device):
+        raise ValueError(f"amax: must be a one-element float32 tensor on {whose} device")
+
+
 def _out_shapes(lead: list[int], K: int, fmt: str, clip_mask: bool, blocked: bool):
     """Shapes (data, scale, mask) of a quantized [*lead, K] output (blocked scales: flat, padded)."""
     nscale = 1 if fmt == "fp4_row" else K // BLOCK[fmt]
@@ -118,8 +124,7 @@ def quantize_native(x: torch.Tensor, fmt: str, scale_rule: str, rounding: str, p
     dt = native_dtype(x, "x")
     on_device, stream = device_args(x, "x")
     rows, K, ld = rows_k_ld(x, "x")
-    if amax is not None and (amax.numel() != 1 or amax.dtype != torch.float32 or amax.device != x.device):
-        raise ValueError("amax: must be a one-element float32 tensor on x's device")
+    _check_amax(amax, x.device, "x's")
     lead = list(x.shape[:-1]) if x.dim() > 1 else [1]
     empty = lambda: [x.new_empty([0], dtype=torch.uint8) for _ in range(4)]
     row = _alloc(x, lead, K, fmt, clip_mask, scale_blocked) if rowwise else empty()
@@ -285,8 +290,7 @@ def gemm_quantized_native(a_data: torch.Tensor, a_scale: torch.Tensor, a_amax: O
     on_device, stream = device_args(a_data, "a")
     args, bias = _gemm_args(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax, b_fmt, b_rule,
                             b_global, alpha, bias, torch.float32, mma, a_blocked, b_blocked)
-    if amax is not None and (amax.numel() != 1 or amax.dtype != torch.float32 or amax.device != a_data.device):
-        raise ValueError("amax: must be a one-element float32 tensor on the operands' device")
+    _check_amax(amax, a_data.device, "the operands'")
     M, N = args.a.rows, args.b.rows
     out = _alloc(a_data, [M], N, fmt, clip_mask, scale_blocked)
     cfg = quantize_config(fmt, scale_rule, rounding, prescale, False, hadamard, signs, seed, offset, amax)
@@ -304,9 +308,7 @@ def _(a_data, a_scale, a_amax, a_fmt, a_rule, a_global, b_data, b_scale, b_amax,
       clip_mask, scale_blocked):
     M = a_data.numel() // a_data.shape[-1]
     N = b_data.numel() // b_data.shape[-1]
-    d, s, m = _out_shapes([M], N, fmt, clip_mask, scale_blocked)
-    return (a_data.new_empty(d, dtype=torch.uint8), a_data.new_empty(s, dtype=torch.float32 if fmt == "fp4_row" else torch.uint8),
-            a_data.new_empty([] if fmt == "nvfp4" else [0], dtype=torch.float32), a_data.new_empty(m, dtype=torch.uint8))
+    return _alloc(a_data, [M], N, fmt, clip_mask, scale_blocked)
 
 
 def qgemm_native(a: torch.Tensor, a_columnwise: bool, a_cfg, b: torch.Tensor, b_columnwise: bool, b_cfg,
