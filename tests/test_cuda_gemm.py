@@ -175,6 +175,32 @@ def test_block_outside_the_fp8_window_is_exact():
         assert_acceptance(fp4gemm.gemm(qa, qb, out_dtype=out_dtype, mma=mma), want, fp8=mma == "fp8")
 
 
+@pytest.mark.parametrize("tile", ["large", "small"])
+@pytest.mark.parametrize("mma", ["fp8", "bf16"])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 3.0])
+@pytest.mark.parametrize("shift", [-135, 125])
+def test_epilogue_rounds_once_at_the_ends_of_the_fp32_range(tile, mma, alpha, shift, monkeypatch):
+    """Operands scaled by powers of two fold to the same bytes, so the GEMM's sums are the same and
+    only the epilogue's factors change: D(scaled) must be D(unscaled, fp32) * 2^shift * alpha rounded
+    once, also where that is subnormal or overflows (the epilogue's fp32 path must step aside there;
+    a product rounded to fp32 first and to bf16 after rounds some ties the wrong way)."""
+    monkeypatch.setenv("FP4GEMM_SM90_TILE", tile)
+    m, n, k = 256, 264, 512
+    a, b = (x.float() for x in operands("random", m, n, k, seed=11))
+    qa, qb = fp4gemm.quantize(a, "mxfp4"), fp4gemm.quantize(b, "mxfp4")
+    sa, sb = shift // 2, shift - shift // 2
+    qa2, qb2 = fp4gemm.quantize(a * 2.0 ** sa, "mxfp4"), fp4gemm.quantize(b * 2.0 ** sb, "mxfp4")
+    assert torch.equal(qa2.codes(), qa.codes()) and torch.equal(qb2.codes(), qb.codes())
+    base = fp4gemm.gemm(qa, qb, out_dtype=torch.float32, mma=mma).double()
+    x = base * 2.0 ** shift * alpha  # exact but for alpha = 3, which float64 rounds as the epilogue does
+    tiny = (x != 0) & (x.abs() < 2.0 ** -126)
+    assert tiny.float().mean() > 0.2 if shift < 0 else (x.abs() > 3.4e38).float().mean() > 0.2
+    got = fp4gemm.gemm(qa2, qb2, alpha=alpha, out_dtype=torch.bfloat16, mma=mma)
+    assert torch.equal(got.view(torch.int16), bf16_round(x).view(torch.int16))
+    got = fp4gemm.gemm(qa2, qb2, alpha=alpha, out_dtype=torch.float32, mma=mma)
+    assert torch.equal(got.view(torch.int32), x.float().view(torch.int32))
+
+
 @pytest.mark.parametrize("mma", ["fp8", "bf16"])
 @pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32])
 def test_many_special_rows_in_both_operands(mma, out_dtype):
