@@ -46,14 +46,10 @@ __device__ __forceinline__ void quantize_staged(const float* stage, int64_t m0, 
 template <int kRows, int kThreads>
 __device__ __forceinline__ void quantize_staged(const float* stage, int64_t m0, int64_t n0, const QuantizeDArgs& q,
                                                 int thread) {
-  const bool sr = q.dir.codec.rounding == Rounding::SR;
-  if (q.dir.codec.fmt == Format::NVFP4) {
-    if (sr) quantize_staged<Format::NVFP4, Rounding::SR, kRows, kThreads>(stage, m0, n0, q, thread);
-    else quantize_staged<Format::NVFP4, Rounding::RTN, kRows, kThreads>(stage, m0, n0, q, thread);
-  } else {
-    if (sr) quantize_staged<Format::MXFP4, Rounding::SR, kRows, kThreads>(stage, m0, n0, q, thread);
-    else quantize_staged<Format::MXFP4, Rounding::RTN, kRows, kThreads>(stage, m0, n0, q, thread);
-  }
+  with_codec<Format::MXFP4, Format::NVFP4>(q.dir.codec.fmt, q.dir.codec.rounding == Rounding::SR, [&](auto k) {
+    using K = decltype(k);
+    quantize_staged<K::fmt, K::rounding, kRows, kThreads>(stage, m0, n0, q, thread);
+  });
 }
 
 // The root node: passes the fp32 D through visit(), then stages and quantizes it in reduce(), the
@@ -114,29 +110,28 @@ struct QuantizeDNode {
       using Frag = cute::remove_cvref_t<decltype(results(0))>;
       constexpr int kFrag = Frag::kElements;
       auto crd = tCcD(cute::_, cute::_, cute::_, epi_m, epi_n);
-      if (to_d32) {  // B has rows outside the window: fp32 D out, quantized after the fixup (gemm.cu)
+      // store(r, c, value) for each register of the subtile, (r, c) within the CTA tile
+      auto each = [&](auto&& store) {
         CUTLASS_PRAGMA_UNROLL
         for (int v = 0; v < int(cute::size(results)); ++v) {
           CUTLASS_PRAGMA_UNROLL
           for (int j = 0; j < kFrag; ++j) {
             const auto c = crd(v * kFrag + j);
-            const int64_t m = m0 + tm + cute::get<0>(c), n = n0 + tn + cute::get<1>(c);
-            if (m < params.M && n < params.N) params.d32[m * params.N + n] = results(v)[j];
+            store(tm + int(cute::get<0>(c)), tn + int(cute::get<1>(c)), results(v)[j]);
           }
         }
+      };
+      if (to_d32) {  // B has rows outside the window: fp32 D out, quantized after the fixup (gemm.cu)
+        each([&](int r, int c, float x) {
+          const int64_t m = m0 + r, n = n0 + c;
+          if (m < params.M && n < params.N) params.d32[m * params.N + n] = x;
+        });
         return;
       }
       // The collective's barrier after each subtile already separates the last reads of the previous
       // subtile from these writes.
       float* stage = cute::raw_pointer_cast(buffer.data());
-      CUTLASS_PRAGMA_UNROLL
-      for (int v = 0; v < int(cute::size(results)); ++v) {
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < kFrag; ++j) {
-          const auto c = crd(v * kFrag + j);
-          stage[stage_at(tm + cute::get<0>(c) - epi_m * kEpiM, tn + cute::get<1>(c) - epi_n * kQuantEpiN)] = results(v)[j];
-        }
-      }
+      each([&](int r, int c, float x) { stage[stage_at(r - epi_m * kEpiM, c - epi_n * kQuantEpiN)] = x; });
       sync();
       quantize_staged<kEpiM, kThreads>(stage, m0 + epi_m * kEpiM, n0 + epi_n * kQuantEpiN, params, thread);
     }

@@ -271,14 +271,10 @@ __global__ void requantize_rows_kernel(const float* __restrict__ d32, QuantizeDA
 void requantize_rows(const Sm90Args& s, cudaStream_t stream) {
   const QuantizeDArgs q = quantize_d_args(s);
   const unsigned ctas = unsigned(2 * sm_count()), threads = 256;
-  const bool sr = s.d_cfg.rounding == Rounding::SR;
-  if (s.d_cfg.fmt == Format::NVFP4) {
-    auto k = sr ? requantize_rows_kernel<Format::NVFP4, Rounding::SR> : requantize_rows_kernel<Format::NVFP4, Rounding::RTN>;
-    k<<<ctas, threads, 0, stream>>>(s.d32, q, s.a.special);
-  } else {
-    auto k = sr ? requantize_rows_kernel<Format::MXFP4, Rounding::SR> : requantize_rows_kernel<Format::MXFP4, Rounding::RTN>;
-    k<<<ctas, threads, 0, stream>>>(s.d32, q, s.a.special);
-  }
+  with_codec<Format::MXFP4, Format::NVFP4>(s.d_cfg.fmt, s.d_cfg.rounding == Rounding::SR, [&](auto k) {
+    using K = decltype(k);
+    requantize_rows_kernel<K::fmt, K::rounding><<<ctas, threads, 0, stream>>>(s.d32, q, s.a.special);
+  });
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 

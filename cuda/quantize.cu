@@ -306,30 +306,13 @@ void launch_codec(const void* x, int64_t R, int64_t C, int64_t ld, const DirArgs
                   bool amax_pass, cudaStream_t stream) {
   const Codec& c = row.on ? row.codec : col.codec;
   const bool sr = c.rounding == Rounding::SR && !amax_pass;
-  if (row.on && !col.on && !row.block_2d) {  // rowwise only: the tile-free kernel
-    switch (c.fmt) {
-      case Format::MXFP4:
-        return sr ? launch_rows<In, Format::MXFP4, Rounding::SR>(x, R, C, ld, row, amax_pass, stream)
-                  : launch_rows<In, Format::MXFP4, Rounding::RTN>(x, R, C, ld, row, amax_pass, stream);
-      case Format::NVFP4:
-        return sr ? launch_rows<In, Format::NVFP4, Rounding::SR>(x, R, C, ld, row, amax_pass, stream)
-                  : launch_rows<In, Format::NVFP4, Rounding::RTN>(x, R, C, ld, row, amax_pass, stream);
-      case Format::FP4Row:
-        return sr ? launch_rows<In, Format::FP4Row, Rounding::SR>(x, R, C, ld, row, amax_pass, stream)
-                  : launch_rows<In, Format::FP4Row, Rounding::RTN>(x, R, C, ld, row, amax_pass, stream);
-    }
-  }
-  switch (c.fmt) {
-    case Format::MXFP4:
-      return sr ? launch_tile<In, TR, TC, Format::MXFP4, Rounding::SR>(x, R, C, ld, row, col, amax_pass, stream)
-                : launch_tile<In, TR, TC, Format::MXFP4, Rounding::RTN>(x, R, C, ld, row, col, amax_pass, stream);
-    case Format::NVFP4:
-      return sr ? launch_tile<In, TR, TC, Format::NVFP4, Rounding::SR>(x, R, C, ld, row, col, amax_pass, stream)
-                : launch_tile<In, TR, TC, Format::NVFP4, Rounding::RTN>(x, R, C, ld, row, col, amax_pass, stream);
-    case Format::FP4Row:
-      return sr ? launch_tile<In, TR, TC, Format::FP4Row, Rounding::SR>(x, R, C, ld, row, col, amax_pass, stream)
-                : launch_tile<In, TR, TC, Format::FP4Row, Rounding::RTN>(x, R, C, ld, row, col, amax_pass, stream);
-  }
+  with_codec<Format::MXFP4, Format::NVFP4, Format::FP4Row>(c.fmt, sr, [&](auto k) {
+    using K = decltype(k);
+    if (row.on && !col.on && !row.block_2d)  // rowwise only: the tile-free kernel
+      launch_rows<In, K::fmt, K::rounding>(x, R, C, ld, row, amax_pass, stream);
+    else
+      launch_tile<In, TR, TC, K::fmt, K::rounding>(x, R, C, ld, row, col, amax_pass, stream);
+  });
 }
 
 // Tile shape from the RHT blocks: columns need TR >= g_col (and 32), rows need TC >= g_row.

@@ -47,6 +47,20 @@ __device__ __forceinline__ Codec kernel_codec(const DirArgs& d) {
   return c;
 }
 
+// fn(CodecTag<F, Rd>{}) with fmt and rounding as compile-time constants: the one run-time ->
+// compile-time codec switch of the quantize launches and the quantizing GEMM epilogue. Only the
+// formats listed are instantiated (the epilogue has no fp4_row); any other fmt calls nothing.
+template <Format F, Rounding Rd>
+struct CodecTag {
+  static constexpr Format fmt = F;
+  static constexpr Rounding rounding = Rd;
+};
+#pragma nv_exec_check_disable
+template <Format... Fs, class Fn>
+__host__ __device__ __forceinline__ void with_codec(Format fmt, bool sr, Fn&& fn) {
+  (void)((fmt == Fs && (sr ? fn(CodecTag<Fs, Rounding::SR>{}) : fn(CodecTag<Fs, Rounding::RTN>{}), true)) || ...);
+}
+
 __device__ __forceinline__ void atomic_amax(float* p, float a) {
   atomicMax(reinterpret_cast<unsigned*>(p), num::f32_bits(a));  // |x| bits order like floats; NaN on top
 }
