@@ -62,18 +62,17 @@ inline int sm_count() {
   });
 }
 
-// Correct rounding of a float64 result to an output type (bits of a 16-bit type): fp32 directly;
-// 16-bit types through an fp32 rounded to odd, whose extra bits make the second rounding exact.
-__device__ __forceinline__ float to_odd_f32(double v) {
-  float t = __double2float_rz(v);
-  if (double(t) != v && v == v) t = __uint_as_float(__float_as_uint(t) | 1u);
-  return t;
-}
+// Correct rounding of a float64 result to a 16-bit output type: sm_90's one-step conversions
+// (F2F.BF16.F64 / F2F.F16.F64), round to nearest even from the exact double, subnormals kept.
 __device__ __forceinline__ uint16_t bf16_bits_from_double(double v) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(to_odd_f32(v)));
+  uint16_t b;
+  asm("cvt.rn.bf16.f64 %0, %1;" : "=h"(b) : "d"(v));
+  return b;
 }
 __device__ __forceinline__ uint16_t f16_bits_from_double(double v) {
-  return __half_as_ushort(__float2half_rn(to_odd_f32(v)));
+  uint16_t b;
+  asm("cvt.rn.f16.f64 %0, %1;" : "=h"(b) : "d"(v));
+  return b;
 }
 __device__ __forceinline__ void store_rounded(void* d, int64_t i, DType dt, double v) {
   if (dt == DType::F32) static_cast<float*>(d)[i] = __double2float_rn(v);

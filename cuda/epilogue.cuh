@@ -27,10 +27,14 @@ template <> __device__ __forceinline__ cutlass::half_t round_from_double<cutlass
   return cutlass::half_t::bitcast(f16_bits_from_double(v));
 }
 
-// The compute node: (acc, factor_a, factor_b, bias) in double -> ElementD.
+// The compute node: (acc, factor_a, factor_b, bias) in double -> ElementD. Without a bias nothing is
+// added (a -0 stays -0, as in the CPU reference) and the bias fragment is never converted.
 template <class ElementD>
 struct ScaleBiasRound {
-  struct Arguments { double alpha = 1.0; };
+  struct Arguments {
+    double alpha = 1.0;
+    bool has_bias = false;
+  };
   template <class Fragment>
   struct Fn {
     using Arguments = ScaleBiasRound::Arguments;
@@ -41,10 +45,15 @@ struct ScaleBiasRound {
                                                       cutlass::Array<double, N> const& bias,
                                                       Arguments const& args) const {
       cutlass::Array<ElementD, N> out;
-      CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < N; ++i) {  // rounded step by step like the CPU reference (no FMA contraction)
-        const double v = __dmul_rn(args.alpha, __dmul_rn(acc[i], __dmul_rn(factor_a[i], factor_b[i])));
-        out[i] = round_from_double<ElementD>(__dadd_rn(v, bias[i]));
+      auto scaled = [&](int i) {  // rounded step by step like the CPU reference (no FMA contraction)
+        return __dmul_rn(args.alpha, __dmul_rn(acc[i], __dmul_rn(factor_a[i], factor_b[i])));
+      };
+      if (args.has_bias) {  // uniform: the bias conversions stay inside this branch
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < N; ++i) out[i] = round_from_double<ElementD>(__dadd_rn(scaled(i), bias[i]));
+      } else {
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < N; ++i) out[i] = round_from_double<ElementD>(scaled(i));
       }
       return out;
     }
@@ -71,7 +80,7 @@ void set_scale_bias_tree(TreeArguments& t, const double* factor_a, const double*
   cute::get<1>(t) = {factor_a};    // factor_a[m]
   cute::get<2>(t) = {factor_b};    // factor_b[n]
   cute::get<3>(t) = {bias};        // bias[n]
-  cute::get<4>(t) = {alpha};
+  cute::get<4>(t) = {alpha, bias != nullptr};
 }
 
 // The epilogue arguments of a ScaleBiasEpilogue kernel writing D [M, N] row-major, no C operand

@@ -111,6 +111,11 @@ Plan plan(const GemmArgs& g, const Sm90Args& s) {
 // Passes 1-2 are the work when a gradient has many special rows: one warp reads a row of the folded
 // operand (one or two bytes an element, decoded through a table) once for kSpecialGroup special rows.
 constexpr int kSpecialGroup = 4;
+
+// An output plus its bias; nothing is added without one (a -0 stays -0, as in the epilogue).
+__device__ __forceinline__ double plus_bias(const GemmArgs& g, int64_t n, double v) {
+  return g.bias ? v + double(g.bias[n]) : v;
+}
 constexpr int kUnitK = 16;  // elements per lane step: 8 code bytes of the special row
 
 // Row o of a BF16 folded operand, elements [16u, 16u + 16), as floats (exact).
@@ -208,7 +213,7 @@ __global__ void special_rows_kernel(GemmArgs g, QuantizedIn q, const int32_t* __
     }
     if (lane < rows) {
       const int64_t m = kSpecialIsA ? mine : o, n = kSpecialIsA ? o : mine;
-      store_rounded(g.d, m * N + n, g.out_dtype, scale * other.factor[o] * a + (g.bias ? double(g.bias[n]) : 0.0));
+      store_rounded(g.d, m * N + n, g.out_dtype, plus_bias(g, n, scale * other.factor[o] * a));
     }
   }
 }
@@ -225,7 +230,7 @@ __global__ void special_pairs_kernel(GemmArgs g, const int32_t* __restrict__ spe
     double acc = 0.0;
     for (int64_t k = lane; k < K; k += 32) acc += num::operand_value(g.a, m, k) * num::operand_value(g.b, n, k);
     for (int off = 16; off; off >>= 1) acc += __shfl_xor_sync(kFull, acc, off);
-    if (lane == 0) store_rounded(g.d, m * N + n, g.out_dtype, scale * acc + (g.bias ? double(g.bias[n]) : 0.0));
+    if (lane == 0) store_rounded(g.d, m * N + n, g.out_dtype, plus_bias(g, n, scale * acc));
   }
 }
 

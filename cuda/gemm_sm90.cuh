@@ -1,8 +1,9 @@
 // Hopper (sm_90a) tensor-core GEMM of two folded operands (gemm_operand.cuh), built from CUTLASS
 // collectives: TMA warp-specialized persistent mainloop, the ScaleBiasEpilogue visitor tree.
-// FP8 operands use CUTLASS's blockwise-scaled FP8 mainloop: every 4 wgmma k-blocks (128 K) the fp32
-// partial sums are promoted into the main accumulators times A's chunk scale (gemm_operand.cuh), one
-// FFMA per element; never "fast accumulation", which loses bits (SPEC.md 5).
+// FP8 operands use CUTLASS's blockwise-scaled FP8 mainloop with our consumer loop (mainloop_sm90.cuh):
+// every 4 wgmma k-blocks (128 K) the fp32 partial sums are promoted into the main accumulators times
+// A's chunk scale (gemm_operand.cuh), one FFMA per element; never "fast accumulation", which loses
+// bits (SPEC.md 5).
 #pragma once
 
 #include <stdexcept>
@@ -21,6 +22,7 @@
 #include "cutlass/util/packed_stride.hpp"
 #include "epilogue_quantize.cuh"
 #include "gemm_operand.cuh"
+#include "mainloop_sm90.cuh"
 
 namespace fp4gemm::cuda {
 
@@ -84,13 +86,14 @@ struct Sm90Gemm {
 
   using Epilogue = typename Sm90Epilogue<ElementD, TileShape, ClusterShape, typename Config::EpilogueSchedule>::CollectiveOp;
 
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+  using BuiltMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp,
       ElementAB, LayoutA, kAlignAB,  // A [M, K], K-major
       ElementAB, LayoutB, kAlignAB,  // B [N, K], K-major ("TN")
       float, TileShape, ClusterShape,
       cutlass::gemm::collective::StageCountAutoCarveout<int(sizeof(typename Epilogue::SharedStorage))>,
       typename Config::MainloopSchedule>::CollectiveOp;
+  using Mainloop = std::conditional_t<kChunked, RotatedPromotion<BuiltMainloop>, BuiltMainloop>;
 
   using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
