@@ -28,7 +28,7 @@ template <> __device__ __forceinline__ cutlass::half_t round_from_double<cutlass
 }
 
 // The compute node: (acc, factor_a, factor_b, bias) in double -> ElementD. Without a bias nothing is
-// added (a -0 stays -0, as in the CPU reference) and the bias fragment is never converted.
+// added (a -0 stays -0, as in the CPU reference).
 template <class ElementD>
 struct ScaleBiasRound {
   struct Arguments {
@@ -48,7 +48,7 @@ struct ScaleBiasRound {
       auto scaled = [&](int i) {  // rounded step by step like the CPU reference (no FMA contraction)
         return __dmul_rn(args.alpha, __dmul_rn(acc[i], __dmul_rn(factor_a[i], factor_b[i])));
       };
-      if (args.has_bias) {  // uniform: the bias conversions stay inside this branch
+      if (args.has_bias) {  // uniform over the kernel
         CUTLASS_PRAGMA_UNROLL
         for (int i = 0; i < N; ++i) out[i] = round_from_double<ElementD>(__dadd_rn(scaled(i), bias[i]));
       } else {

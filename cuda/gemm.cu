@@ -111,12 +111,12 @@ Plan plan(const GemmArgs& g, const Sm90Args& s) {
 // Passes 1-2 are the work when a gradient has many special rows: one warp reads a row of the folded
 // operand (one or two bytes an element, decoded through a table) once for kSpecialGroup special rows.
 constexpr int kSpecialGroup = 4;
+constexpr int kUnitK = 16;  // elements per lane step: 8 code bytes of the special row
 
 // An output plus its bias; nothing is added without one (a -0 stays -0, as in the epilogue).
 __device__ __forceinline__ double plus_bias(const GemmArgs& g, int64_t n, double v) {
   return g.bias ? v + double(g.bias[n]) : v;
 }
-constexpr int kUnitK = 16;  // elements per lane step: 8 code bytes of the special row
 
 // Row o of a BF16 folded operand, elements [16u, 16u + 16), as floats (exact).
 __device__ void bf16_unit(const GemmOperand& f, int64_t o, int64_t u, float v[kUnitK]) {
