@@ -182,8 +182,8 @@ def test_block_outside_the_fp8_window_is_exact():
 def test_epilogue_rounds_once_at_the_ends_of_the_fp32_range(tile, mma, alpha, shift, monkeypatch):
     """Operands scaled by powers of two fold to the same bytes, so the GEMM's sums are the same and
     only the epilogue's factors change: D(scaled) must be D(unscaled, fp32) * 2^shift * alpha rounded
-    once, also where that is subnormal or overflows (the epilogue's fp32 path must step aside there;
-    a product rounded to fp32 first and to bf16 after rounds some ties the wrong way)."""
+    once, also where that is subnormal or overflows (an epilogue that rounded the product to fp32
+    first and to bf16 after would round some ties the wrong way there)."""
     monkeypatch.setenv("FP4GEMM_SM90_TILE", tile)
     m, n, k = 256, 264, 512
     a, b = (x.float() for x in operands("random", m, n, k, seed=11))
