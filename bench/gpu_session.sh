@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build with CUDA, run every test (GPU ones included), the sanitizers on
-# the GPU quantization tests, and the benchmarks. Logs go to $OUT. Usage: bash bench/gpu_session.sh [quick]
+# the GPU quantization tests, and the benchmarks. Logs go to $OUT. Usage: bash bench/gpu_session.sh [quick|fp8]
+# fp8: only the hand-written FP8 kernel (cuda/kernel_sm90_fp8.cuh): its tests, memcheck, the GEMM tests
+# with it selected, and the C++ benchmark's training shapes (CUTLASS's kernel and it, same run).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16 FP4GEMM_CUDA=ON
@@ -11,6 +13,15 @@ SKBUILD_CMAKE_DEFINE="FP4GEMM_BENCH=ON" python3 -m pip install -q --no-build-iso
 echo "build: $(( $(date +%s) - t0 )) s, C7510 warnings: $(grep -c C7510 "$OUT/build.log")"; grep -i "warning" "$OUT/build.log" | head -5
 cd /tmp  # import the installed package, not the source tree
 rm -rf /tmp/fp4tests; cp -r "$OLDPWD/tests" /tmp/fp4tests
+if [ "${1:-}" = "fp8" ]; then
+  timeout 120 python3 -m pytest -q -x /tmp/fp4tests/test_cuda_gemm.py -k hand_written 2>&1 | tail -5
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py \
+    -k "hand_written and (77-136 or 129-8)" -p no:cacheprovider > "$OUT/sanitizer_fp8.log" 2>&1
+  echo "compute-sanitizer memcheck (hand-written FP8 kernel): exit $?"; tail -2 "$OUT/sanitizer_fp8.log"
+  timeout 240 "$OLDPWD"/build/*/fp4gemm_bench 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 2>&1 | tee "$OUT/gemm_bench_fp8.md"
+  FP4GEMM_SM90_FP8=128 FP4GEMM_SM90_TILE=large timeout 200 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py 2>&1 | tail -4
+  exit 0
+fi
 timeout 120 python3 -m fp4gemm > "$OUT/report.txt" 2>&1; echo "python -m fp4gemm: exit $?"; tail -4 "$OUT/report.txt"
 timeout 420 python3 -m pytest -q /tmp/fp4tests 2>&1 | tee "$OUT/pytest.log" | tail -15
 if [ "${1:-}" != "quick" ]; then

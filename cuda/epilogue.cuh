@@ -9,6 +9,7 @@
 #include "common.cuh"
 #include "cute/tensor.hpp"
 #include "cutlass/bfloat16.h"
+#include "cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp"
 #include "cutlass/epilogue/fusion/sm90_visitor_compute_tma_warpspecialized.hpp"
 #include "cutlass/epilogue/fusion/sm90_visitor_load_tma_warpspecialized.hpp"
 #include "cutlass/epilogue/fusion/sm90_visitor_tma_warpspecialized.hpp"
@@ -25,6 +26,11 @@ template <> __device__ __forceinline__ cutlass::bfloat16_t round_from_double<cut
 }
 template <> __device__ __forceinline__ cutlass::half_t round_from_double<cutlass::half_t>(double v) {
   return cutlass::half_t::bitcast(f16_bits_from_double(v));
+}
+
+// alpha * acc * factor_a * factor_b, rounded step by step like the CPU reference (no FMA contraction).
+__device__ __forceinline__ double scaled_output(double acc, double factor_a, double factor_b, double alpha) {
+  return __dmul_rn(alpha, __dmul_rn(acc, __dmul_rn(factor_a, factor_b)));
 }
 
 // The compute node: (acc, factor_a, factor_b, bias) in double -> ElementD. Without a bias nothing is
@@ -45,9 +51,7 @@ struct ScaleBiasRound {
                                                       cutlass::Array<double, N> const& bias,
                                                       Arguments const& args) const {
       cutlass::Array<ElementD, N> out;
-      auto scaled = [&](int i) {  // rounded step by step like the CPU reference (no FMA contraction)
-        return __dmul_rn(args.alpha, __dmul_rn(acc[i], __dmul_rn(factor_a[i], factor_b[i])));
-      };
+      auto scaled = [&](int i) { return scaled_output(acc[i], factor_a[i], factor_b[i], args.alpha); };
       if (args.has_bias) {  // uniform over the kernel
         CUTLASS_PRAGMA_UNROLL
         for (int i = 0; i < N; ++i) out[i] = round_from_double<ElementD>(__dadd_rn(scaled(i), bias[i]));

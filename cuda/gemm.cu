@@ -79,6 +79,10 @@ Sm90Args sm90_args(const GemmArgs& g) {
   if (const char* t = std::getenv("FP4GEMM_SM90_TILE"))
     s.tile = std::string(t) == "small" ? Sm90Tile::Small : Sm90Tile::Large;
   if (const char* w = std::getenv("FP4GEMM_SM90_SWIZZLE")) s.swizzle = std::max(1, std::atoi(w));
+  if (const char* k = std::getenv("FP4GEMM_SM90_FP8")) {  // 128 / 256: the hand-written FP8 kernel's tile
+    const int m = std::atoi(k);
+    s.fp8_block_m = m == 128 || m == 256 ? m : 0;
+  }
   return s;
 }
 
@@ -307,6 +311,7 @@ size_t sm90_workspace_size(const Sm90Args& s) {
 void sm90_gemm(const Sm90Args& s, cudaStream_t stream) {
   const bool small = s.tile == Sm90Tile::Small;
   if (s.a.bf16) small ? sm90_bf16_small(s, stream) : sm90_bf16_large(s, stream);
+  else if (!small && !s.quantize_d && s.fp8_block_m) sm90_fp8_direct(s, stream);
   else small ? sm90_fp8_small(s, stream) : sm90_fp8_large(s, stream);
 }
 

@@ -63,6 +63,7 @@ struct Sm90Args {
   DType out_dtype = DType::BF16;
   Sm90Tile tile = Sm90Tile::Large;
   int swizzle = 1;               // CUTLASS persistent scheduler: max_swizzle_size
+  int fp8_block_m = 0;           // FP8 large tiles, plain D: 0 CUTLASS's kernel, 128 / 256 the hand-written one
   // D quantized in the epilogue (epilogue_quantize.cuh) instead of stored in out_dtype: rowwise along
   // N by d_cfg (MXFP4, or NVFP4 with its amax given) into d_out; d32 [M, N] fp32 takes D instead
   // while B has special rows (the fixup then requantizes, gemm.cu).
@@ -89,5 +90,6 @@ FP4_SM90_DECLARE(sm90_fp8_small)
 FP4_SM90_DECLARE(sm90_bf16_large)
 FP4_SM90_DECLARE(sm90_bf16_small)
 #undef FP4_SM90_DECLARE
+void sm90_fp8_direct(const Sm90Args& args, cudaStream_t stream);  // kernel_sm90_fp8.cuh
 
 }  // namespace fp4gemm::cuda

@@ -156,6 +156,45 @@ def test_large_shapes(fmt, mma, m, n, k):
     assert_acceptance(fp4gemm.gemm(qa, qb, out_dtype=torch.bfloat16, mma=mma), want, min(0.9999, floor), fp8=fp8)
 
 
+@pytest.mark.parametrize("block_m", [128, 256])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("m,n,k", [(256, 512, 1024), (77, 136, 4096), (1000, 264, 160), (3001, 4104, 4128),
+                                   (129, 8, 32)])
+def test_hand_written_fp8_kernel_gives_cutlass_bytes(block_m, with_bias, out_dtype, m, n, k, monkeypatch):
+    """The hand-written FP8 kernel (cuda/kernel_sm90_fp8.cuh) runs the same wgmmas, promotions and
+    float64 epilogue as CUTLASS's: the same bytes, ragged tiles, chunk bases, alpha and bias included;
+    and both meet the float64 oracle."""
+    a, b = operands("outliers", m, n, k, seed=k)
+    a[: m // 2, :128] *= 2.0 ** -30  # rows whose first chunk base lies 30 binades below the row base
+    qa, qb = fp4gemm.quantize(a, "mxfp4"), fp4gemm.quantize(b, "mxfp4")
+    bias = torch.randn(n, device=DEV) if with_bias else None
+    monkeypatch.setenv("FP4GEMM_SM90_TILE", "large")
+    monkeypatch.setenv("FP4GEMM_SM90_FP8", "0")
+    cutlass = fp4gemm.gemm(qa, qb, alpha=0.75, bias=bias, out_dtype=out_dtype, mma="fp8")
+    monkeypatch.setenv("FP4GEMM_SM90_FP8", str(block_m))
+    hand = fp4gemm.gemm(qa, qb, alpha=0.75, bias=bias, out_dtype=out_dtype, mma="fp8")
+    bits = torch.int32 if out_dtype == torch.float32 else torch.int16
+    assert torch.equal(hand.view(bits), cutlass.view(bits))
+    if out_dtype == torch.float32:
+        assert_acceptance(hand, reference(qa, qb, 0.75, bias), fp8=True)
+
+
+@pytest.mark.parametrize("setting,ran", [("128", True), ("256", True), ("0", False), ("64", False)])
+def test_env_selects_the_hand_written_fp8_kernel(setting, ran, monkeypatch):
+    """FP4GEMM_SM90_FP8=128|256 runs the hand-written kernel (so the byte test above compares two
+    kernels), anything else CUTLASS's: the kernel names the CUDA profiler sees."""
+    a, b = operands("random", 512, 512, 256)
+    qa, qb = fp4gemm.quantize(a, "mxfp4"), fp4gemm.quantize(b, "mxfp4")
+    monkeypatch.setenv("FP4GEMM_SM90_TILE", "large")
+    monkeypatch.setenv("FP4GEMM_SM90_FP8", setting)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fp4gemm.gemm(qa, qb, mma="fp8")
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events()]
+    assert any("fp8_kernel" in n for n in names) == ran, names
+
+
 def test_block_outside_the_fp8_window_is_exact():
     """Row 0 of A has a block 2^40 below its others; B is nonzero only in that block (times 2^40), so
     that block is all of row 0's result. The fold marks the row, the fixup recomputes it exactly.

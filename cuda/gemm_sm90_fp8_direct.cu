@@ -1,0 +1,25 @@
+// MXFP4 / per-row FP4 on Hopper, large problems, plain output: the hand-written FP8 kernel
+// (kernel_sm90_fp8.cuh), tiles 128x128 and 256x128.
+#include "kernel_sm90_fp8.cuh"
+
+namespace fp4gemm::cuda {
+
+template <int kBlockM>
+static void run_direct(const Sm90Args& g, cudaStream_t stream) {
+  switch (g.out_dtype) {
+    case DType::BF16: return fp8_kernel::run<kBlockM, cutlass::bfloat16_t>(g, stream);
+    case DType::F16: return fp8_kernel::run<kBlockM, cutlass::half_t>(g, stream);
+    case DType::F32: return fp8_kernel::run<kBlockM, float>(g, stream);
+  }
+}
+
+void sm90_fp8_direct(const Sm90Args& g, cudaStream_t stream) {
+  switch (g.fp8_block_m) {
+    case 128: return run_direct<128>(g, stream);
+    case 256: return run_direct<256>(g, stream);
+  }
+  throw std::invalid_argument("fp4gemm sm90 FP8 GEMM: the hand-written kernel's tiles are 128 and 256 rows, got " +
+                              std::to_string(g.fp8_block_m));
+}
+
+}  // namespace fp4gemm::cuda

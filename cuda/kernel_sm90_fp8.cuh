@@ -1,0 +1,316 @@
+// The Hopper FP8 GEMM as one hand-written kernel, in DeepGEMM's form: persistent, warp-specialized,
+// one TMA thread, two math warp groups, fp32 promotion of every 128-K chunk times A's chunk scale.
+// It computes what the CUTLASS kernel of gemm_sm90.cuh computes, bit for bit (same wgmma atoms in the
+// same order, the same FFMA promotion, the same float64 epilogue), without that collective's
+// per-stage copy of B's unit scales and with a lighter epilogue: each warp group stores its own rows
+// through two small shared-memory slabs and TMA, one 128-thread barrier per slab.
+//
+//   producer (1 thread)   for each tile, chunk: wait empty[s]; TMA A, B, A's chunk scales -> full[s]
+//   math group g (128)    for each tile, chunk: wait full[s]; per 64-row wave: 4 wgmma 64x128x32
+//                         into `part`, wait, release s (last wave), acc += part * scale[row]
+//                         epilogue: alpha * acc * factor_a[m] * factor_b[n] (+ bias[n]) in float64
+//
+// Tile kBlockM x 128 x 128: kBlockM = 128 (a 64-row wave per group, as the CUTLASS kernel) or 256
+// (two waves per group: half the TMA traffic per MMA for 64 more accumulator registers).
+#pragma once
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "common.cuh"
+#include "cute/arch/copy_sm90_desc.hpp"
+#include "cute/arch/copy_sm90_tma.hpp"
+#include "cute/arch/mma_sm90_desc.hpp"
+#include "cute/arch/mma_sm90_gmma.hpp"
+#include "cutlass/arch/barrier.h"
+#include "cutlass/arch/reg_reconfig.h"
+#include "cutlass/cuda_host_adapter.hpp"
+#include "epilogue.cuh"
+#include "gemm_operand.cuh"
+
+namespace fp4gemm::cuda::fp8_kernel {
+
+constexpr int kBlockN = 128;
+constexpr int kBlockK = kChunkK;       // one promotion per stage
+constexpr int kWgmmaK = 32;            // K of one E4M3 wgmma
+constexpr int kMathThreads = 256;      // two math warp groups
+constexpr int kThreads = kMathThreads + 128;  // + the producer warp group (one thread issues the TMA)
+constexpr int kSmemLimit = 232448;     // sm_90's dynamic shared memory per block
+constexpr int kProducerRegs = 40, kMathRegs = 232;
+constexpr int kGroupM = 8;             // tiles along M visited before moving along N (L2 reuse)
+
+template <int kBlockM, class ElementD>
+struct Layout {
+  static constexpr int kWaves = kBlockM / 128;  // 64-row wgmma waves per math group
+  static constexpr int kABytes = kBlockM * kBlockK, kBBytes = kBlockN * kBlockK, kSfaBytes = kBlockM * 4;
+  // Epilogue slabs of 64 rows x 64 bytes (a TMA store box with the 64-byte swizzle), two per group.
+  static constexpr int kSlabN = 64 / int(sizeof(ElementD)), kSlabBytes = 64 * 64;
+  static constexpr int kStageBytes = kABytes + kBBytes + kSfaBytes;
+  // Slabs, then A and B stages (1024-byte aligned for the 128-byte swizzle), scales, barriers.
+  static constexpr int kStages = (kSmemLimit - 4 * kSlabBytes - 1024) / kStageBytes;
+  static constexpr int kA = 4 * kSlabBytes, kB = kA + kStages * kABytes, kSfa = kB + kStages * kBBytes;
+  static constexpr int kBarriers = kSfa + kStages * kSfaBytes;
+  static constexpr int kBytes = kBarriers + 2 * kStages * 8;
+  static_assert(kSlabBytes % 1024 == 0 && kABytes % 1024 == 0 && kStages >= 3 && kBytes <= kSmemLimit);
+};
+
+struct Params {
+  const double* factor_a;
+  const double* factor_b;
+  const float* bias;  // null: nothing added
+  double alpha;
+  int m, n, chunks;
+};
+
+// Tile t of the persistent order: groups of kGroupM tile rows, column by column within a group.
+struct TileOrder {
+  int tiles_m, tiles_n;
+  __device__ int count() const { return tiles_m * tiles_n; }
+  __device__ void at(int t, int& tm, int& tn) const {
+    const int per_group = kGroupM * tiles_n, first = t / per_group * kGroupM;
+    const int rows = min(kGroupM, tiles_m - first), r = t % per_group;
+    tm = first + r % rows;
+    tn = r / rows;
+  }
+};
+
+// A K-major operand tile with 128-byte rows and the 128-byte swizzle, as wgmma reads it: rows 8 x 128
+// bytes apart per core matrix group (stride 1024), start at `addr`.
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t addr) {
+  cute::GmmaDescriptor d;
+  d.bitfield.start_address_ = uint16_t(addr >> 4);
+  d.bitfield.leading_byte_offset_ = 1;  // unused with a swizzle
+  d.bitfield.stride_byte_offset_ = 1024 >> 4;
+  d.bitfield.base_offset_ = 0;
+  d.bitfield.layout_type_ = 1;  // SWIZZLE_128B
+  return d.desc_;
+}
+
+template <size_t... I>
+__device__ __forceinline__ void wgmma_64x128x32(uint64_t a, uint64_t b, float (&d)[64], bool accumulate,
+                                                std::index_sequence<I...>) {
+  cute::SM90::GMMA::MMA_64x128x32_F32E4M3E4M3_SS_TN<>::fma(
+      a, b, d[I]..., accumulate ? cute::SM90::GMMA::ScaleOut::One : cute::SM90::GMMA::ScaleOut::Zero);
+}
+
+__device__ __forceinline__ void fence(float (&d)[64]) {
+  CUTLASS_PRAGMA_UNROLL
+  for (int i = 0; i < 64; ++i) cute::warpgroup_fence_operand(d[i]);
+}
+
+// Two adjacent outputs of one row as they lie in shared memory.
+template <class ElementD> __device__ __forceinline__ void store_pair(uint32_t addr, double v0, double v1);
+template <> __device__ __forceinline__ void store_pair<float>(uint32_t addr, double v0, double v1) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};" ::"r"(addr), "f"(__double2float_rn(v0)), "f"(__double2float_rn(v1)));
+}
+template <class ElementD>
+__device__ __forceinline__ void store_pair(uint32_t addr, double v0, double v1) {  // 16-bit types
+  const uint32_t bits = uint32_t(round_from_double<ElementD>(v0).raw()) | uint32_t(round_from_double<ElementD>(v1).raw()) << 16;
+  asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(bits));
+}
+
+template <int kBlockM, class ElementD>
+__global__ void __launch_bounds__(kThreads, 1)
+fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
+         const __grid_constant__ CUtensorMap map_sfa, const __grid_constant__ CUtensorMap map_d, Params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using L = Layout<kBlockM, ElementD>;
+  using FullBarrier = cutlass::arch::ClusterTransactionBarrier;
+  using EmptyBarrier = cutlass::arch::ClusterBarrier;
+  extern __shared__ __align__(1024) uint8_t smem[];
+  auto* full = reinterpret_cast<FullBarrier*>(smem + L::kBarriers);
+  auto* empty = reinterpret_cast<EmptyBarrier*>(smem + L::kBarriers + 8 * L::kStages);
+  const uint32_t smem_base = cute::cast_smem_ptr_to_uint(smem);
+  const TileOrder order{(p.m + kBlockM - 1) / kBlockM, (p.n + kBlockN - 1) / kBlockN};
+
+  if (threadIdx.x == kMathThreads) {
+    for (int s = 0; s < L::kStages; ++s) {
+      full[s].init(1);
+      empty[s].init(kMathThreads / 32);  // lane 0 of each math warp
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (threadIdx.x >= kMathThreads) {
+    cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
+    if (threadIdx.x != kMathThreads) return;
+    cute::prefetch_tma_descriptor(&map_a);
+    cute::prefetch_tma_descriptor(&map_b);
+    cute::prefetch_tma_descriptor(&map_sfa);
+    constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+    int stage = 0, phase = 0;
+    for (int t = blockIdx.x; t < order.count(); t += gridDim.x) {
+      int tm, tn;
+      order.at(t, tm, tn);
+      for (int c = 0; c < p.chunks; ++c) {
+        empty[stage].wait(phase ^ 1);
+        full[stage].arrive_and_expect_tx(L::kStageBytes);
+        uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
+        cute::SM90_TMA_LOAD_2D::copy(&map_a, bar, kHint, smem + L::kA + stage * L::kABytes, c * kBlockK, tm * kBlockM);
+        cute::SM90_TMA_LOAD_2D::copy(&map_b, bar, kHint, smem + L::kB + stage * L::kBBytes, c * kBlockK, tn * kBlockN);
+        cute::SM90_TMA_LOAD_2D::copy(&map_sfa, bar, kHint, smem + L::kSfa + stage * L::kSfaBytes, tm * kBlockM, c);
+        if (++stage == L::kStages) stage = 0, phase ^= 1;
+      }
+    }
+    return;
+  }
+
+  cutlass::arch::warpgroup_reg_alloc<kMathRegs>();
+  const int group = __shfl_sync(kFull, int(threadIdx.x) / 128, 0);
+  const int warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32;
+  const int row = warp * 16 + lane / 4;  // this thread's rows of a wave: row, row + 8
+  const int group_rows = group * (kBlockM / 2);
+  const uint32_t slab = smem_base + group * 2 * L::kSlabBytes;  // the group's two slab buffers
+  const bool leader = threadIdx.x % 128 == 0;  // issues the group's TMA stores
+  int stage = 0, phase = 0, slabs_stored = 0;
+
+  for (int t = blockIdx.x; t < order.count(); t += gridDim.x) {
+    int tm, tn;
+    order.at(t, tm, tn);
+    float acc[L::kWaves][64];
+    CUTLASS_PRAGMA_UNROLL
+    for (int w = 0; w < L::kWaves; ++w)
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < 64; ++i) acc[w][i] = 0.0f;
+
+    for (int c = 0; c < p.chunks; ++c) {
+      full[stage].wait(phase);
+      asm volatile("" ::: "memory");  // the scale reads below stay after the wait
+      const float* sfa = reinterpret_cast<const float*>(smem + L::kSfa + stage * L::kSfaBytes);
+      const uint32_t a = smem_base + L::kA + stage * L::kABytes, b = smem_base + L::kB + stage * L::kBBytes;
+      CUTLASS_PRAGMA_UNROLL
+      for (int w = 0; w < L::kWaves; ++w) {
+        const int r = group_rows + w * 64 + row;
+        const float s0 = sfa[r], s1 = sfa[r + 8];  // read before the stage can be released
+        float part[64];
+        fence(part);
+        cute::warpgroup_arrive();
+        CUTLASS_PRAGMA_UNROLL
+        for (int k = 0; k < kBlockK / kWgmmaK; ++k)
+          wgmma_64x128x32(sw128_desc(a + (group_rows + w * 64) * kBlockK + k * kWgmmaK), sw128_desc(b + k * kWgmmaK),
+                          part, k > 0, std::make_index_sequence<64>{});
+        cute::warpgroup_commit_batch();
+        fence(part);
+        cute::warpgroup_wait<0>();
+        if (w == L::kWaves - 1 && lane == 0) empty[stage].arrive();
+        // part[4j], part[4j+1]: row r; part[4j+2], part[4j+3]: row r + 8 (the wgmma accumulator layout)
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < 64; ++i) acc[w][i] += part[i] * ((i & 2) ? s1 : s0);
+      }
+      if (++stage == L::kStages) stage = 0, phase ^= 1;
+    }
+
+    // Epilogue, per wave and slab (64 rows x 64 bytes), two slab buffers per group: write slab s
+    // (swizzled as the TMA box expects: 16-byte chunk c of row r at c ^ (r / 2 % 4)), let the leader
+    // wait until store s - 1 has read its buffer, meet, then the leader stores slab s. So one barrier
+    // per slab, and the buffer written next is always free. Rows and columns past M and N are
+    // clipped by the TMA store.
+    CUTLASS_PRAGMA_UNROLL
+    for (int w = 0; w < L::kWaves; ++w) {
+      const int m0 = tm * kBlockM + group_rows + w * 64;
+      const double fa0 = p.factor_a[min(m0 + row, p.m - 1)], fa1 = p.factor_a[min(m0 + row + 8, p.m - 1)];
+      CUTLASS_PRAGMA_UNROLL
+      for (int s = 0; s < kBlockN / L::kSlabN; ++s) {
+        constexpr int kPairs = L::kSlabN / 8;  // accumulator pairs i per slab: columns 8i + 2 (lane % 4) + {0, 1}
+        double2 fb[kPairs];
+        float2 bias[kPairs];
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < kPairs; ++j) {  // columns past N read column 0 (their outputs are clipped)
+          const int n = tn * kBlockN + s * L::kSlabN + 8 * j + 2 * (lane % 4);
+          const int at = n < p.n ? n : 0;
+          fb[j] = *reinterpret_cast<const double2*>(p.factor_b + at);  // our scratch: 16-byte aligned
+          bias[j] = p.bias ? float2{p.bias[at], p.bias[at + 1]} : float2{0.0f, 0.0f};  // a user tensor: 4-byte
+        }
+        const uint32_t buffer = slab + (slabs_stored % 2) * L::kSlabBytes;
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < kPairs; ++j) {
+          const int i = s * kPairs + j;
+          const int byte = (8 * j + 2 * (lane % 4)) * int(sizeof(ElementD));  // within the slab row
+          auto out = [&](float v, double fa, double f, float add) {
+            const double x = scaled_output(double(v), fa, f, p.alpha);
+            return p.bias ? __dadd_rn(x, double(add)) : x;
+          };
+          CUTLASS_PRAGMA_UNROLL
+          for (int h = 0; h < 2; ++h) {  // rows row, row + 8
+            const int r = row + 8 * h;
+            const uint32_t addr = buffer + r * 64 + (((byte / 16) ^ (r / 2 % 4)) << 4) + byte % 16;
+            store_pair<ElementD>(addr, out(acc[w][4 * i + 2 * h], h ? fa1 : fa0, fb[j].x, bias[j].x),
+                                 out(acc[w][4 * i + 2 * h + 1], h ? fa1 : fa0, fb[j].y, bias[j].y));
+          }
+        }
+        cute::tma_store_fence();  // the writes above, visible to the TMA unit
+        if (leader) cute::tma_store_wait<0>();  // store s - 1 has read the other buffer
+        cutlass::arch::NamedBarrier::sync(128, group);
+        if (leader) {
+          cute::SM90_TMA_STORE_2D::copy(&map_d, smem + (buffer - smem_base), tn * kBlockN + s * L::kSlabN, m0);
+          cute::tma_store_arrive();
+        }
+        ++slabs_stored;
+      }
+    }
+  }
+  if (leader) cute::tma_store_wait<0>();  // the slabs must outlive their last store
+#endif
+}
+
+// A 2D tensor map: `inner` x `outer` elements of `type`, rows `pitch` bytes apart, boxes of
+// box_inner x box_outer, zero fill out of bounds.
+inline CUtensorMap tensor_map(const void* data, CUtensorMapDataType type, uint64_t inner, uint64_t outer,
+                              uint64_t pitch, uint32_t box_inner, uint32_t box_outer, CUtensorMapSwizzle swizzle,
+                              const char* what) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {inner, outer}, strides[1] = {pitch};
+  const cuuint32_t box[2] = {box_inner, box_outer}, unit[2] = {1, 1};
+  const CUresult r = CUTLASS_CUDA_DRIVER_WRAPPER_CALL(cuTensorMapEncodeTiled)(
+      &map, type, 2, const_cast<void*>(data), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw std::invalid_argument(std::string("fp4gemm sm90 FP8 GEMM: cannot describe ") + what + " for TMA (CUresult " +
+                                std::to_string(int(r)) + ")");
+  return map;
+}
+
+template <class ElementD> constexpr CUtensorMapDataType tma_type();
+template <> constexpr CUtensorMapDataType tma_type<float>() { return CU_TENSOR_MAP_DATA_TYPE_FLOAT32; }
+template <> constexpr CUtensorMapDataType tma_type<cutlass::bfloat16_t>() { return CU_TENSOR_MAP_DATA_TYPE_BFLOAT16; }
+template <> constexpr CUtensorMapDataType tma_type<cutlass::half_t>() { return CU_TENSOR_MAP_DATA_TYPE_FLOAT16; }
+
+template <int kBlockM, class ElementD>
+void run(const Sm90Args& g, cudaStream_t stream) {
+  using L = Layout<kBlockM, ElementD>;
+  const int64_t M = g.a.rows, N = g.b.rows, K = g.a.k;
+  // TMA: 16-byte aligned bases and row pitches (K % 16: E4M3 rows; N * sizeof(D) % 16: D rows).
+  if (K <= 0 || K % 16 != 0 || (N * int64_t(sizeof(ElementD))) % 16 != 0)
+    throw std::invalid_argument("fp4gemm sm90 FP8 GEMM: K must be a positive multiple of 16 and N of " +
+                                std::to_string(16 / sizeof(ElementD)));
+  if (reinterpret_cast<uintptr_t>(g.d) % 16 != 0)
+    throw std::invalid_argument("fp4gemm sm90 FP8 GEMM: out (D) must be 16-byte aligned");
+  const CUtensorMap map_a = tensor_map(g.a.data, CU_TENSOR_MAP_DATA_TYPE_UINT8, K, M, K, kBlockK, kBlockM,
+                                       CU_TENSOR_MAP_SWIZZLE_128B, "A");
+  const CUtensorMap map_b = tensor_map(g.b.data, CU_TENSOR_MAP_DATA_TYPE_UINT8, K, N, K, kBlockK, kBlockN,
+                                       CU_TENSOR_MAP_SWIZZLE_128B, "B");
+  const int chunks = int((K + kBlockK - 1) / kBlockK);
+  const CUtensorMap map_sfa = tensor_map(g.a.chunk_scale, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, g.a.chunk_stride, chunks,
+                                         g.a.chunk_stride * 4, kBlockM, 1, CU_TENSOR_MAP_SWIZZLE_NONE, "A's chunk scales");
+  const CUtensorMap map_d = tensor_map(g.d, tma_type<ElementD>(), N, M, N * sizeof(ElementD), L::kSlabN, 64,
+                                       CU_TENSOR_MAP_SWIZZLE_64B, "D");
+  auto kernel = fp8_gemm<kBlockM, ElementD>;
+  static int configured[64] = {};  // per device
+  once_per_device(configured, [&](int) {
+    FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes));
+    return 1;
+  });
+  const int64_t tiles = ((M + kBlockM - 1) / kBlockM) * ((N + kBlockN - 1) / kBlockN);
+  const int grid = int(std::min<int64_t>(tiles, sm_count()));
+  const Params p{g.a.factor, g.b.factor, g.bias, g.alpha, int(M), int(N), chunks};
+  kernel<<<grid, kThreads, L::kBytes, stream>>>(map_a, map_b, map_sfa, map_d, p);
+  FP4_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace fp4gemm::cuda::fp8_kernel
