@@ -19,6 +19,11 @@ if [ "${1:-}" = "fp8" ]; then
     -k "hand_written and (77-136 or 129-8)" -p no:cacheprovider > "$OUT/sanitizer_fp8.log" 2>&1
   echo "compute-sanitizer memcheck (hand-written FP8 kernel): exit $?"; tail -2 "$OUT/sanitizer_fp8.log"
   timeout 240 "$OLDPWD"/build/*/fp4gemm_bench 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 2>&1 | tee "$OUT/gemm_bench_fp8.md"
+  for m in 128 256; do  # one launch each under ncu: where the hand-written kernel's time goes
+    timeout 120 ncu --kernel-name-base mangled -k regex:fp8_gemmILi$m -c 1 --section SpeedOfLight --section WarpStateStats \
+      --csv --page details "$OLDPWD"/build/*/fp4gemm_bench 16384x4096x4096 > "$OUT/ncu_fp8_$m.csv" 2>&1
+    echo "ncu $m: exit $?"; grep -E '"Duration"|"Compute \(SM\) Throughput"|"Warp Cycles Per Issued' "$OUT/ncu_fp8_$m.csv" | cut -d, -f12-16
+  done
   FP4GEMM_SM90_FP8=128 FP4GEMM_SM90_TILE=large timeout 200 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py 2>&1 | tail -4
   exit 0
 fi
