@@ -28,6 +28,17 @@ template <> __device__ __forceinline__ cutlass::half_t round_from_double<cutlass
   return cutlass::half_t::bitcast(f16_bits_from_double(v));
 }
 
+// fn(T{}) with the output element type T of dtype: the one run-time -> compile-time switch of the
+// GEMM kernels' output types.
+template <class Fn>
+decltype(auto) with_output(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::BF16: return fn(cutlass::bfloat16_t{});
+    case DType::F16: return fn(cutlass::half_t{});
+    default: return fn(float{});
+  }
+}
+
 // alpha * acc * factor_a * factor_b, rounded step by step like the CPU reference (no FMA contraction).
 __device__ __forceinline__ double scaled_output(double acc, double factor_a, double factor_b, double alpha) {
   return __dmul_rn(alpha, __dmul_rn(acc, __dmul_rn(factor_a, factor_b)));

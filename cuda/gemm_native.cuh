@@ -141,12 +141,7 @@ struct NativeGemm {
 template <class MxConfig, class NvConfig, class Fn>
 decltype(auto) native_dispatch(const NativeArgs& g, Fn&& fn) {
   auto with = [&](auto config) -> decltype(auto) {
-    using C = decltype(config);
-    switch (g.out_dtype) {
-      case DType::BF16: return fn(NativeGemm<C, cutlass::bfloat16_t>{});
-      case DType::F16: return fn(NativeGemm<C, cutlass::half_t>{});
-      default: return fn(NativeGemm<C, float>{});
-    }
+    return with_output(g.out_dtype, [&](auto d) -> decltype(auto) { return fn(NativeGemm<decltype(config), decltype(d)>{}); });
   };
   return g.scale == NativeScale::MX ? with(MxConfig{}) : with(NvConfig{});
 }

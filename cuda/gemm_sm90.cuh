@@ -167,21 +167,12 @@ struct Sm90Gemm {
 template <class ElementAB, class Config>
 void sm90_run(const Sm90Args& g, cudaStream_t stream) {
   if (g.quantize_d) return Sm90Gemm<ElementAB, QuantizedD, Config>::run(g, stream);
-  switch (g.out_dtype) {
-    case DType::BF16: Sm90Gemm<ElementAB, cutlass::bfloat16_t, Config>::run(g, stream); break;
-    case DType::F16: Sm90Gemm<ElementAB, cutlass::half_t, Config>::run(g, stream); break;
-    case DType::F32: Sm90Gemm<ElementAB, float, Config>::run(g, stream); break;
-  }
+  with_output(g.out_dtype, [&](auto d) { Sm90Gemm<ElementAB, decltype(d), Config>::run(g, stream); });
 }
 template <class ElementAB, class Config>
 size_t sm90_workspace(const Sm90Args& g) {
   if (g.quantize_d) return Sm90Gemm<ElementAB, QuantizedD, Config>::workspace_size(g);
-  switch (g.out_dtype) {
-    case DType::BF16: return Sm90Gemm<ElementAB, cutlass::bfloat16_t, Config>::workspace_size(g);
-    case DType::F16: return Sm90Gemm<ElementAB, cutlass::half_t, Config>::workspace_size(g);
-    case DType::F32: return Sm90Gemm<ElementAB, float, Config>::workspace_size(g);
-  }
-  return 0;
+  return with_output(g.out_dtype, [&](auto d) { return Sm90Gemm<ElementAB, decltype(d), Config>::workspace_size(g); });
 }
 
 // Defines the entry points gemm_operand.cuh declares for one (operand type, tile).

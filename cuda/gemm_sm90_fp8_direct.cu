@@ -6,11 +6,7 @@ namespace fp4gemm::cuda {
 
 template <int kBlockM>
 static void run_direct(const Sm90Args& g, cudaStream_t stream) {
-  switch (g.out_dtype) {
-    case DType::BF16: return fp8_kernel::run<kBlockM, cutlass::bfloat16_t>(g, stream);
-    case DType::F16: return fp8_kernel::run<kBlockM, cutlass::half_t>(g, stream);
-    case DType::F32: return fp8_kernel::run<kBlockM, float>(g, stream);
-  }
+  with_output(g.out_dtype, [&](auto d) { fp8_kernel::run<kBlockM, decltype(d)>(g, stream); });
 }
 
 void sm90_fp8_direct(const Sm90Args& g, cudaStream_t stream) {
