@@ -207,49 +207,53 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
       if (++stage == L::kStages) stage = 0, phase ^= 1;
     }
 
-    // Epilogue, per wave and slab (64 rows x 64 bytes), two slab buffers per group: write slab s
-    // (swizzled as the TMA box expects: 16-byte chunk c of row r at c ^ (r / 2 % 4)), let the leader
-    // wait until store s - 1 has read its buffer, meet, then the leader stores slab s. So one barrier
-    // per slab, and the buffer written next is always free. Rows and columns past M and N are
-    // clipped by the TMA store.
+    // Epilogue, per slab of 64 rows x 64 bytes (columns outer, so that factor_b and bias are read
+    // once for all waves), two slab buffers per group: write a slab (swizzled as the TMA box expects:
+    // 16-byte chunk c of row r at c ^ (r / 2 % 4)), let the leader wait until the previous store has
+    // read the other buffer, meet, then the leader stores this one. So one barrier per slab, and the
+    // buffer written next is always free. Rows and columns past M and N are clipped by the TMA store.
+    double fa[L::kWaves][2];  // factor_a of this thread's rows (row, row + 8) in each wave
     CUTLASS_PRAGMA_UNROLL
-    for (int w = 0; w < L::kWaves; ++w) {
-      const int m0 = tm * kBlockM + group_rows + w * 64;
-      const double fa0 = p.factor_a[min(m0 + row, p.m - 1)], fa1 = p.factor_a[min(m0 + row + 8, p.m - 1)];
+    for (int w = 0; w < L::kWaves; ++w)
       CUTLASS_PRAGMA_UNROLL
-      for (int s = 0; s < kBlockN / L::kSlabN; ++s) {
-        constexpr int kPairs = L::kSlabN / 8;  // accumulator pairs i per slab: columns 8i + 2 (lane % 4) + {0, 1}
-        double2 fb[kPairs];
-        float2 bias[kPairs];
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < kPairs; ++j) {  // columns past N read column 0 (their outputs are clipped)
-          const int n = tn * kBlockN + s * L::kSlabN + 8 * j + 2 * (lane % 4);
-          const int at = n < p.n ? n : 0;
-          fb[j] = *reinterpret_cast<const double2*>(p.factor_b + at);  // our scratch: 16-byte aligned
-          bias[j] = p.bias ? float2{p.bias[at], p.bias[at + 1]} : float2{0.0f, 0.0f};  // a user tensor: 4-byte
-        }
+      for (int h = 0; h < 2; ++h) fa[w][h] = p.factor_a[min(tm * kBlockM + group_rows + w * 64 + row + 8 * h, p.m - 1)];
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kBlockN / L::kSlabN; ++s) {
+      constexpr int kPairs = L::kSlabN / 8;  // accumulator pairs i per slab: columns 8i + 2 (lane % 4) + {0, 1}
+      double2 fb[kPairs];
+      float2 bias[kPairs];
+      CUTLASS_PRAGMA_UNROLL
+      for (int j = 0; j < kPairs; ++j) {  // columns past N read column 0 (their outputs are clipped)
+        const int n = tn * kBlockN + s * L::kSlabN + 8 * j + 2 * (lane % 4);
+        const int at = n < p.n ? n : 0;
+        fb[j] = *reinterpret_cast<const double2*>(p.factor_b + at);  // our scratch: 16-byte aligned
+        bias[j] = p.bias ? float2{p.bias[at], p.bias[at + 1]} : float2{0.0f, 0.0f};  // a user tensor: 4-byte
+      }
+      CUTLASS_PRAGMA_UNROLL
+      for (int w = 0; w < L::kWaves; ++w) {
         const uint32_t buffer = slab + (slabs_stored % 2) * L::kSlabBytes;
         CUTLASS_PRAGMA_UNROLL
         for (int j = 0; j < kPairs; ++j) {
           const int i = s * kPairs + j;
           const int byte = (8 * j + 2 * (lane % 4)) * int(sizeof(ElementD));  // within the slab row
-          auto out = [&](float v, double fa, double f, float add) {
-            const double x = scaled_output(double(v), fa, f, p.alpha);
+          auto out = [&](float v, double f_a, double f_b, float add) {
+            const double x = scaled_output(double(v), f_a, f_b, p.alpha);
             return p.bias ? __dadd_rn(x, double(add)) : x;
           };
           CUTLASS_PRAGMA_UNROLL
           for (int h = 0; h < 2; ++h) {  // rows row, row + 8
             const int r = row + 8 * h;
             const uint32_t addr = buffer + r * 64 + (((byte / 16) ^ (r / 2 % 4)) << 4) + byte % 16;
-            store_pair<ElementD>(addr, out(acc[w][4 * i + 2 * h], h ? fa1 : fa0, fb[j].x, bias[j].x),
-                                 out(acc[w][4 * i + 2 * h + 1], h ? fa1 : fa0, fb[j].y, bias[j].y));
+            store_pair<ElementD>(addr, out(acc[w][4 * i + 2 * h], fa[w][h], fb[j].x, bias[j].x),
+                                 out(acc[w][4 * i + 2 * h + 1], fa[w][h], fb[j].y, bias[j].y));
           }
         }
         cute::tma_store_fence();  // the writes above, visible to the TMA unit
-        if (leader) cute::tma_store_wait<0>();  // store s - 1 has read the other buffer
+        if (leader) cute::tma_store_wait<0>();  // the previous store has read the other buffer
         cutlass::arch::NamedBarrier::sync(128, group);
         if (leader) {
-          cute::SM90_TMA_STORE_2D::copy(&map_d, smem + (buffer - smem_base), tn * kBlockN + s * L::kSlabN, m0);
+          cute::SM90_TMA_STORE_2D::copy(&map_d, smem + (buffer - smem_base), tn * kBlockN + s * L::kSlabN,
+                                        tm * kBlockM + group_rows + w * 64);
           cute::tma_store_arrive();
         }
         ++slabs_stored;
