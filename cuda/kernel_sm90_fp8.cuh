@@ -6,8 +6,9 @@
 // through two small shared-memory slabs and TMA, one 128-thread barrier per slab.
 //
 //   producer (1 thread)   for each tile, chunk: wait empty[s]; TMA A, B, A's chunk scales -> full[s]
-//   math group g (128)    for each tile, chunk: wait full[s]; per 64-row wave: 4 wgmma 64x128x32
-//                         into `part`, wait, release s (last wave), acc += part * scale[row]
+//   math group g (128)    for each tile, chunk: wait full[s]; per 64-row wave, in turns with the
+//                         other group: wait for the previous wave's wgmmas, release its stage (if
+//                         its chunk's last), acc += part * scale[row], then 4 wgmma 64x128x32 into part
 //                         epilogue: alpha * acc * factor_a[m] * factor_b[n] (+ bias[n]) in float64
 //
 // Tile kBlockM x 128 x 128: kBlockM = 128 (a 64-row wave per group, as the CUTLASS kernel) or 256
@@ -44,6 +45,8 @@ constexpr int kThreads = kMathThreads + 128;  // + the producer warp group (one 
 constexpr int kSmemLimit = 232448;     // sm_90's dynamic shared memory per block
 constexpr int kProducerRegs = 40, kMathRegs = 232;
 constexpr int kGroupM = 8;             // tiles along M visited before moving along N (L2 reuse)
+// Named barriers (CUTLASS offsets these past the ones it reserves): the issue turns, each group's slabs.
+constexpr int kTurn0 = 0, kTurn1 = 1, kSlab0 = 2;
 
 template <int kBlockM, class ElementD>
 struct Layout {
@@ -180,6 +183,31 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 64; ++i) acc[w][i] = 0.0f;
 
+    // The loop rotated as the CUTLASS kernel's (mainloop_sm90.cuh): a batch is one wave of one chunk
+    // (4 wgmmas into `part`); between one batch's issue and the next only its wait and promotion lie,
+    // and the two groups take turns to issue (named barriers kTurn0/1: group 0's batch b, group 1's
+    // b, group 0's b + 1, ...), so the tensor cores run one group's batch while the other promotes.
+    // Without the turns both groups issue on the same full barrier, their wgmmas interleave and
+    // finish together, and both promote with the tensor cores idle.
+    const int batches = p.chunks * L::kWaves;
+    auto take_turn = [&](int b) {
+      if (group == 0) cutlass::arch::NamedBarrier::sync(256, kTurn0);
+      else {
+        if (b == 0) cutlass::arch::NamedBarrier::arrive(256, kTurn0);  // group 0 goes first
+        cutlass::arch::NamedBarrier::sync(256, kTurn1);
+      }
+    };
+    auto pass_turn = [&](int b) {
+      if (group == 0) cutlass::arch::NamedBarrier::arrive(256, kTurn1);
+      else if (b + 1 < batches) cutlass::arch::NamedBarrier::arrive(256, kTurn0);
+    };
+    float part[64], s0 = 0.0f, s1 = 0.0f;  // the batch in flight and its rows' chunk scales
+    // part[4j], part[4j+1]: row r; part[4j+2], part[4j+3]: row r + 8 (the wgmma accumulator layout)
+    auto promote = [&](float(&into)[64]) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < 64; ++i) into[i] += part[i] * ((i & 2) ? s1 : s0);
+    };
+    int in_flight = -1;  // the stage of the batch in flight, released once its chunk's last wave is done
     for (int c = 0; c < p.chunks; ++c) {
       full[stage].wait(phase);
       asm volatile("" ::: "memory");  // the scale reads below stay after the wait
@@ -188,24 +216,29 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
       CUTLASS_PRAGMA_UNROLL
       for (int w = 0; w < L::kWaves; ++w) {
         const int r = group_rows + w * 64 + row;
-        const float s0 = sfa[r], s1 = sfa[r + 8];  // read before the stage can be released
-        float part[64];
+        const float next0 = sfa[r], next1 = sfa[r + 8];  // read before the stage can be released
+        if (in_flight >= 0) {  // the previous batch: wave w - 1 of this chunk or the last of chunk c - 1
+          cute::warpgroup_wait<0>();
+          if (w == 0 && lane == 0) empty[in_flight].arrive();
+          promote(acc[(w + L::kWaves - 1) % L::kWaves]);
+        }
+        take_turn(c * L::kWaves + w);
         fence(part);
-        cute::warpgroup_arrive();
+        cute::warpgroup_arrive();  // orders the promotion's reads of `part` before these writes
         CUTLASS_PRAGMA_UNROLL
         for (int k = 0; k < kBlockK / kWgmmaK; ++k)
           wgmma_64x128x32(sw128_desc(a + (group_rows + w * 64) * kBlockK + k * kWgmmaK), sw128_desc(b + k * kWgmmaK),
                           part, k > 0, std::make_index_sequence<64>{});
         cute::warpgroup_commit_batch();
         fence(part);
-        cute::warpgroup_wait<0>();
-        if (w == L::kWaves - 1 && lane == 0) empty[stage].arrive();
-        // part[4j], part[4j+1]: row r; part[4j+2], part[4j+3]: row r + 8 (the wgmma accumulator layout)
-        CUTLASS_PRAGMA_UNROLL
-        for (int i = 0; i < 64; ++i) acc[w][i] += part[i] * ((i & 2) ? s1 : s0);
+        pass_turn(c * L::kWaves + w);
+        s0 = next0, s1 = next1, in_flight = stage;
       }
       if (++stage == L::kStages) stage = 0, phase ^= 1;
     }
+    cute::warpgroup_wait<0>();
+    if (lane == 0) empty[in_flight].arrive();
+    promote(acc[L::kWaves - 1]);
 
     // Epilogue, per slab of 64 rows x 64 bytes (columns outer, so that factor_b and bias are read
     // once for all waves), two slab buffers per group: write a slab (swizzled as the TMA box expects:
@@ -250,7 +283,7 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
         }
         cute::tma_store_fence();  // the writes above, visible to the TMA unit
         if (leader) cute::tma_store_wait<0>();  // the previous store has read the other buffer
-        cutlass::arch::NamedBarrier::sync(128, group);
+        cutlass::arch::NamedBarrier::sync(128, kSlab0 + group);
         if (leader) {
           cute::SM90_TMA_STORE_2D::copy(&map_d, smem + (buffer - smem_base), tn * kBlockN + s * L::kSlabN,
                                         tm * kBlockM + group_rows + w * 64);
