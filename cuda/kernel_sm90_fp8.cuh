@@ -148,36 +148,42 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
     }                                               // land in both CTAs, so a stage is free when both are done
     cutlass::arch::fence_barrier_init();
   }
+  __syncwarp();  // the cluster barriers are .aligned: whole warps only
   cute::cluster_arrive_relaxed();  // the barriers, initialised, before any CTA of the cluster uses them
   cute::cluster_wait();
   // No CTA leaves while its peer may still signal its barriers.
-  auto leave = [] { cute::cluster_arrive(); cute::cluster_wait(); };
+  auto leave = [] {
+    __syncwarp();
+    cute::cluster_arrive();
+    cute::cluster_wait();
+  };
 
   if (threadIdx.x >= kMathThreads) {
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
-    if (threadIdx.x != kMathThreads) return leave();
-    cute::prefetch_tma_descriptor(&map_a);
-    cute::prefetch_tma_descriptor(&map_b);
-    cute::prefetch_tma_descriptor(&map_sfa);
-    constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-    int stage = 0, phase = 0;
-    for (int t = first; t < order.count(); t += step) {
-      int tm, tn;
-      order.at(t, tm, tn);
-      tm = tm * kCluster + rank;
-      for (int c = 0; c < p.chunks; ++c) {
-        empty[stage].wait(phase ^ 1);
-        full[stage].arrive_and_expect_tx(L::kStageBytes);
-        uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
-        cute::SM90_TMA_LOAD_2D::copy(&map_a, bar, kHint, smem + L::kA + stage * L::kABytes, c * kBlockK, tm * kBlockM);
-        cute::SM90_TMA_LOAD_MULTICAST_2D::copy(&map_b, bar, (1 << kCluster) - 1, kHint,
-                                               smem + L::kB + stage * L::kBBytes + rank * L::kBHalfBytes, c * kBlockK,
-                                               tn * kBlockN + rank * kBlockN / kCluster);
-        cute::SM90_TMA_LOAD_2D::copy(&map_sfa, bar, kHint, smem + L::kSfa + stage * L::kSfaBytes, tm * kBlockM, c);
-        if (++stage == L::kStages) stage = 0, phase ^= 1;
+    if (threadIdx.x == kMathThreads) {
+      cute::prefetch_tma_descriptor(&map_a);
+      cute::prefetch_tma_descriptor(&map_b);
+      cute::prefetch_tma_descriptor(&map_sfa);
+      constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      int stage = 0, phase = 0;
+      for (int t = first; t < order.count(); t += step) {
+        int tm, tn;
+        order.at(t, tm, tn);
+        tm = tm * kCluster + rank;
+        for (int c = 0; c < p.chunks; ++c) {
+          empty[stage].wait(phase ^ 1);
+          full[stage].arrive_and_expect_tx(L::kStageBytes);
+          uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
+          cute::SM90_TMA_LOAD_2D::copy(&map_a, bar, kHint, smem + L::kA + stage * L::kABytes, c * kBlockK, tm * kBlockM);
+          cute::SM90_TMA_LOAD_MULTICAST_2D::copy(&map_b, bar, (1 << kCluster) - 1, kHint,
+                                                 smem + L::kB + stage * L::kBBytes + rank * L::kBHalfBytes, c * kBlockK,
+                                                 tn * kBlockN + rank * kBlockN / kCluster);
+          cute::SM90_TMA_LOAD_2D::copy(&map_sfa, bar, kHint, smem + L::kSfa + stage * L::kSfaBytes, tm * kBlockM, c);
+          if (++stage == L::kStages) stage = 0, phase ^= 1;
+        }
       }
     }
-    return leave();
+    return leave();  // the producer warp, reconverged
   }
 
   cutlass::arch::warpgroup_reg_alloc<kMathRegs>();
