@@ -5,9 +5,7 @@
 // per-stage copy of B's unit scales and with a lighter epilogue: each warp group stores its own rows
 // through two small shared-memory slabs and TMA, one 128-thread barrier per slab.
 //
-//   producer (1 thread)   for each tile, chunk: wait empty[s]; TMA A, half of B (multicast to both
-//                         CTAs of the cluster, which own vertically adjacent tiles), A's chunk
-//                         scales -> full[s]
+//   producer (1 thread)   for each tile, chunk: wait empty[s]; TMA A, B, A's chunk scales -> full[s]
 //   math group g (128)    for each tile, chunk: wait full[s]; per 64-row wave, in turns with the
 //                         other group: wait for the previous wave's wgmmas, release its stage (if
 //                         its chunk's last), acc += part * scale[row], then 4 wgmma 64x128x32 into part
@@ -46,15 +44,14 @@ constexpr int kMathThreads = 256;      // two math warp groups
 constexpr int kThreads = kMathThreads + 128;  // + the producer warp group (one thread issues the TMA)
 constexpr int kSmemLimit = 232448;     // sm_90's dynamic shared memory per block
 constexpr int kProducerRegs = 40, kMathRegs = 232;
-constexpr int kCluster = 2;            // CTAs (tile rows) of a cluster: each loads half of B's tile for both
-constexpr int kGroupM = 4;             // cluster rows visited before moving along N (L2 reuse)
+constexpr int kGroupM = 8;             // tiles along M visited before moving along N (L2 reuse)
 // Named barriers (CUTLASS offsets these past the ones it reserves): the issue turns, each group's slabs.
 constexpr int kTurn0 = 0, kTurn1 = 1, kSlab0 = 2;
 
 template <int kBlockM, class ElementD>
 struct Layout {
   static constexpr int kWaves = kBlockM / 128;  // 64-row wgmma waves per math group
-  static constexpr int kABytes = kBlockM * kBlockK, kBBytes = kBlockN * kBlockK, kBHalfBytes = kBBytes / kCluster, kSfaBytes = kBlockM * 4;
+  static constexpr int kABytes = kBlockM * kBlockK, kBBytes = kBlockN * kBlockK, kSfaBytes = kBlockM * 4;
   // Epilogue slabs of 64 rows x 64 bytes (a TMA store box with the 64-byte swizzle), two per group.
   static constexpr int kSlabN = 64 / int(sizeof(ElementD)), kSlabBytes = 64 * 64;
   static constexpr int kStageBytes = kABytes + kBBytes + kSfaBytes;
@@ -74,8 +71,7 @@ struct Params {
   int m, n, chunks;
 };
 
-// Item t of the persistent order, over clusters' tiles (kCluster tile rows, one tile column): groups
-// of kGroupM cluster rows, column by column within a group.
+// Tile t of the persistent order: groups of kGroupM tile rows, column by column within a group.
 struct TileOrder {
   int tiles_m, tiles_n;
   __device__ int count() const { return tiles_m * tiles_n; }
@@ -124,7 +120,6 @@ __device__ __forceinline__ void store_pair(uint32_t addr, double v0, double v1) 
 
 template <int kBlockM, class ElementD>
 __global__ void __launch_bounds__(kThreads, 1)
-__cluster_dims__(kCluster, 1, 1)
 fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
          const __grid_constant__ CUtensorMap map_sfa, const __grid_constant__ CUtensorMap map_d, Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -135,55 +130,39 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
   auto* full = reinterpret_cast<FullBarrier*>(smem + L::kBarriers);
   auto* empty = reinterpret_cast<EmptyBarrier*>(smem + L::kBarriers + 8 * L::kStages);
   const uint32_t smem_base = cute::cast_smem_ptr_to_uint(smem);
-  const int tiles_m = (p.m + kBlockM - 1) / kBlockM;
-  const TileOrder order{(tiles_m + kCluster - 1) / kCluster, (p.n + kBlockN - 1) / kBlockN};
-  // This CTA's tile row within its cluster's (past M when tiles_m is odd: TMA fills zeros, stores clip).
-  const int rank = int(cute::block_rank_in_cluster());
-  const int first = int(blockIdx.x) / kCluster, step = int(gridDim.x) / kCluster;
+  const TileOrder order{(p.m + kBlockM - 1) / kBlockM, (p.n + kBlockN - 1) / kBlockN};
 
   if (threadIdx.x == kMathThreads) {
     for (int s = 0; s < L::kStages; ++s) {
       full[s].init(1);
-      empty[s].init(kCluster * kMathThreads / 32);  // lane 0 of each math warp of each CTA: B's halves
-    }                                               // land in both CTAs, so a stage is free when both are done
+      empty[s].init(kMathThreads / 32);  // lane 0 of each math warp
+    }
     cutlass::arch::fence_barrier_init();
   }
-  __syncwarp();  // the cluster barriers are .aligned: whole warps only
-  cute::cluster_arrive_relaxed();  // the barriers, initialised, before any CTA of the cluster uses them
-  cute::cluster_wait();
-  // No CTA leaves while its peer may still signal its barriers.
-  auto leave = [] {
-    __syncwarp();
-    cute::cluster_arrive();
-    cute::cluster_wait();
-  };
+  __syncthreads();
 
   if (threadIdx.x >= kMathThreads) {
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
-    if (threadIdx.x == kMathThreads) {
-      cute::prefetch_tma_descriptor(&map_a);
-      cute::prefetch_tma_descriptor(&map_b);
-      cute::prefetch_tma_descriptor(&map_sfa);
-      constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-      int stage = 0, phase = 0;
-      for (int t = first; t < order.count(); t += step) {
-        int tm, tn;
-        order.at(t, tm, tn);
-        tm = tm * kCluster + rank;
-        for (int c = 0; c < p.chunks; ++c) {
-          empty[stage].wait(phase ^ 1);
-          full[stage].arrive_and_expect_tx(L::kStageBytes);
-          uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
-          cute::SM90_TMA_LOAD_2D::copy(&map_a, bar, kHint, smem + L::kA + stage * L::kABytes, c * kBlockK, tm * kBlockM);
-          cute::SM90_TMA_LOAD_MULTICAST_2D::copy(&map_b, bar, (1 << kCluster) - 1, kHint,
-                                                 smem + L::kB + stage * L::kBBytes + rank * L::kBHalfBytes, c * kBlockK,
-                                                 tn * kBlockN + rank * kBlockN / kCluster);
-          cute::SM90_TMA_LOAD_2D::copy(&map_sfa, bar, kHint, smem + L::kSfa + stage * L::kSfaBytes, tm * kBlockM, c);
-          if (++stage == L::kStages) stage = 0, phase ^= 1;
-        }
+    if (threadIdx.x != kMathThreads) return;
+    cute::prefetch_tma_descriptor(&map_a);
+    cute::prefetch_tma_descriptor(&map_b);
+    cute::prefetch_tma_descriptor(&map_sfa);
+    constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+    int stage = 0, phase = 0;
+    for (int t = blockIdx.x; t < order.count(); t += gridDim.x) {
+      int tm, tn;
+      order.at(t, tm, tn);
+      for (int c = 0; c < p.chunks; ++c) {
+        empty[stage].wait(phase ^ 1);
+        full[stage].arrive_and_expect_tx(L::kStageBytes);
+        uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
+        cute::SM90_TMA_LOAD_2D::copy(&map_a, bar, kHint, smem + L::kA + stage * L::kABytes, c * kBlockK, tm * kBlockM);
+        cute::SM90_TMA_LOAD_2D::copy(&map_b, bar, kHint, smem + L::kB + stage * L::kBBytes, c * kBlockK, tn * kBlockN);
+        cute::SM90_TMA_LOAD_2D::copy(&map_sfa, bar, kHint, smem + L::kSfa + stage * L::kSfaBytes, tm * kBlockM, c);
+        if (++stage == L::kStages) stage = 0, phase ^= 1;
       }
     }
-    return leave();  // the producer warp, reconverged
+    return;
   }
 
   cutlass::arch::warpgroup_reg_alloc<kMathRegs>();
@@ -195,10 +174,9 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
   const bool leader = threadIdx.x % 128 == 0;  // issues the group's TMA stores
   int stage = 0, phase = 0, slabs_stored = 0;
 
-  for (int t = first; t < order.count(); t += step) {
+  for (int t = blockIdx.x; t < order.count(); t += gridDim.x) {
     int tm, tn;
     order.at(t, tm, tn);
-    tm = tm * kCluster + rank;
     float acc[L::kWaves][64];
     CUTLASS_PRAGMA_UNROLL
     for (int w = 0; w < L::kWaves; ++w)
@@ -229,11 +207,6 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 64; ++i) into[i] += part[i] * ((i & 2) ? s1 : s0);
     };
-    auto release = [&](int s) {  // in every CTA of the cluster
-      if (lane == 0)
-        CUTLASS_PRAGMA_UNROLL
-        for (int cta = 0; cta < kCluster; ++cta) empty[s].arrive(cta, 1);
-    };
     int in_flight = -1;  // the stage of the batch in flight, released once its chunk's last wave is done
     for (int c = 0; c < p.chunks; ++c) {
       full[stage].wait(phase);
@@ -246,7 +219,7 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
         const float next0 = sfa[r], next1 = sfa[r + 8];  // read before the stage can be released
         if (in_flight >= 0) {  // the previous batch: wave w - 1 of this chunk or the last of chunk c - 1
           cute::warpgroup_wait<0>();
-          if (w == 0) release(in_flight);
+          if (w == 0 && lane == 0) empty[in_flight].arrive();
           promote(acc[(w + L::kWaves - 1) % L::kWaves]);
         }
         take_turn(c * L::kWaves + w);
@@ -264,7 +237,7 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
       if (++stage == L::kStages) stage = 0, phase ^= 1;
     }
     cute::warpgroup_wait<0>();
-    release(in_flight);
+    if (lane == 0) empty[in_flight].arrive();
     promote(acc[L::kWaves - 1]);
 
     // Epilogue, per slab of 64 rows x 64 bytes (columns outer, so that factor_b and bias are read
@@ -321,7 +294,6 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
     }
   }
   if (leader) cute::tma_store_wait<0>();  // the slabs must outlive their last store
-  leave();
 #endif
 }
 
@@ -359,7 +331,7 @@ void run(const Sm90Args& g, cudaStream_t stream) {
     throw std::invalid_argument("fp4gemm sm90 FP8 GEMM: out (D) must be 16-byte aligned");
   const CUtensorMap map_a = tensor_map(g.a.data, CU_TENSOR_MAP_DATA_TYPE_UINT8, K, M, K, kBlockK, kBlockM,
                                        CU_TENSOR_MAP_SWIZZLE_128B, "A");
-  const CUtensorMap map_b = tensor_map(g.b.data, CU_TENSOR_MAP_DATA_TYPE_UINT8, K, N, K, kBlockK, kBlockN / kCluster,
+  const CUtensorMap map_b = tensor_map(g.b.data, CU_TENSOR_MAP_DATA_TYPE_UINT8, K, N, K, kBlockK, kBlockN,
                                        CU_TENSOR_MAP_SWIZZLE_128B, "B");
   const int chunks = int((K + kBlockK - 1) / kBlockK);
   const CUtensorMap map_sfa = tensor_map(g.a.chunk_scale, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, g.a.chunk_stride, chunks,
@@ -367,19 +339,13 @@ void run(const Sm90Args& g, cudaStream_t stream) {
   const CUtensorMap map_d = tensor_map(g.d, tma_type<ElementD>(), N, M, N * sizeof(ElementD), L::kSlabN, 64,
                                        CU_TENSOR_MAP_SWIZZLE_64B, "D");
   auto kernel = fp8_gemm<kBlockM, ElementD>;
-  static int resident[64] = {};  // per device: clusters that fit at once (a cluster's CTAs share a GPC)
-  const int clusters = once_per_device(resident, [&](int) {
+  static int configured[64] = {};  // per device
+  once_per_device(configured, [&](int) {
     FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes));
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(sm_count() / kCluster * kCluster);
-    config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = L::kBytes;
-    int n = 0;
-    FP4_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel, &config));
-    return std::max(n, 1);
+    return 1;
   });
-  const int64_t items = ((M + kBlockM * kCluster - 1) / (kBlockM * kCluster)) * ((N + kBlockN - 1) / kBlockN);
-  const int grid = int(std::min<int64_t>(items, clusters)) * kCluster;
+  const int64_t tiles = ((M + kBlockM - 1) / kBlockM) * ((N + kBlockN - 1) / kBlockN);
+  const int grid = int(std::min<int64_t>(tiles, sm_count()));
   const Params p{g.a.factor, g.b.factor, g.bias, g.alpha, int(M), int(N), chunks};
   kernel<<<grid, kThreads, L::kBytes, stream>>>(map_a, map_b, map_sfa, map_d, p);
   FP4_CUDA_CHECK(cudaGetLastError());
