@@ -19,10 +19,15 @@ if [ "${1:-}" = "fp8" ]; then
     -k "hand_written and (77-136 or 129-8)" -p no:cacheprovider > "$OUT/sanitizer_fp8.log" 2>&1
   echo "compute-sanitizer memcheck (hand-written FP8 kernel): exit $?"; tail -2 "$OUT/sanitizer_fp8.log"
   timeout 240 "$OLDPWD"/build/*/fp4gemm_bench 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 2>&1 | tee "$OUT/gemm_bench_fp8.md"
-  for m in 128 256; do  # one launch each under ncu: where the hand-written kernel's time goes
-    timeout 120 ncu --kernel-name-base mangled -k regex:fp8_gemmILi$m -c 1 --section SpeedOfLight --section WarpStateStats \
-      --csv --page details "$OLDPWD"/build/*/fp4gemm_bench 16384x4096x4096 > "$OUT/ncu_fp8_$m.csv" 2>&1
-    echo "ncu $m: exit $?"; grep -E '"Duration"|"Compute \(SM\) Throughput"|"Warp Cycles Per Issued' "$OUT/ncu_fp8_$m.csv" | cut -d, -f12-16
+  # Where each kernel's time goes, per SASS line: one launch of CUTLASS's kernel (0) and of the
+  # hand-written one (128, 256) at a mainloop-bound shape; the reports and CSVs come back in $OUT.
+  for v in 0 128 256; do
+    timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight --section WarpStateStats \
+      --section SourceCounters -f -o "$OUT/ncu_$v" "$OLDPWD"/build/*/fp4gemm_bench --profile $v 4096x4096x16384 > "$OUT/ncu_$v.log" 2>&1
+    echo "ncu $v: exit $?"
+    ncu --import "$OUT/ncu_$v.ncu-rep" --csv --page details > "$OUT/ncu_${v}_details.csv" 2>&1
+    ncu --import "$OUT/ncu_$v.ncu-rep" --csv --page source --print-source sass > "$OUT/ncu_${v}_sass.csv" 2>&1
+    python3 "$OLDPWD/bench/ncu_sass_summary.py" "$OUT/ncu_${v}_details.csv" "$OUT/ncu_${v}_sass.csv" 2>&1 | head -30
   done
   FP4GEMM_SM90_FP8=128 FP4GEMM_SM90_TILE=large timeout 200 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py 2>&1 | tail -4
   exit 0
