@@ -33,6 +33,13 @@ def main() -> None:
         except ValueError:
             return 0.0
     total = sum(samples(r) for r in lines)
+    by_op = {}  # samples by opcode (predicate and modifiers dropped): which kind of wait dominates
+    for r in lines:
+        words = [w for w in r.get("Source", "").split() if not w.startswith("@")]
+        op = words[0].split(".")[0] if words else "?"
+        by_op[op] = by_op.get(op, 0.0) + samples(r)
+    print("by opcode: " + ", ".join(f"{op} {100 * v / max(total, 1):.1f}%" for op, v in
+                                    sorted(by_op.items(), key=lambda kv: -kv[1])[:12]))
     print(f"{len(lines)} SASS lines, {total:.0f} stall samples; the top 20:")
     for i, r in sorted(enumerate(lines), key=lambda ir: -samples(ir[1]))[:20]:
         print(f"  {i:5d} {samples(r):8.0f} {100 * samples(r) / max(total, 1):5.1f}%  {r.get('Source', '')[:70]}")
