@@ -161,6 +161,31 @@ double lt_ms(cublasLtHandle_t lt, cudaDataType_t ab, int64_t M, int64_t N, int64
   return ms;
 }
 
+// One GEMM's operands (random codes and scales), bf16 D and workspace on the device.
+struct Problem {
+  Operand a, b;
+  GemmArgs g;
+  Problem(Format fmt, int64_t M, int64_t N, int64_t K, std::mt19937& rng) : a(fmt, M, K, rng), b(fmt, N, K, rng) {
+    g.a = a.q;
+    g.b = b.q;
+    g.out_dtype = DType::BF16;
+    FP4_CUDA_CHECK(cudaMalloc(&g.d, size_t(M * N) * 2));
+    g.workspace_size = gemm_workspace_size(g, true);
+    FP4_CUDA_CHECK(cudaMalloc(&g.workspace, g.workspace_size));
+  }
+  ~Problem() {
+    cudaFree(g.workspace);
+    cudaFree(g.d);
+  }
+  cuda::Sm90Args folded() { return cuda::fold_operands(g, g.workspace, nullptr); }  // the operands folded once
+};
+
+bool parse_shape(const std::string& shape, int64_t& M, int64_t& N, int64_t& K) {
+  if (std::sscanf(shape.c_str(), "%ldx%ldx%ld", &M, &N, &K) == 3) return true;
+  std::fprintf(stderr, "bad shape %s\n", shape.c_str());
+  return false;
+}
+
 struct Ours {
   double call, kernel, direct128 = -1, direct256 = -1;
 };
@@ -168,19 +193,9 @@ struct Ours {
 // fp4gemm: the whole call, and the tensor-core GEMM alone on operands folded once (MXFP4: CUTLASS's
 // kernel and the hand-written one at both tiles, alternated over two rounds, the better median each).
 Ours ours_ms(Format fmt, int64_t M, int64_t N, int64_t K, std::mt19937& rng) {
-  Operand a(fmt, M, K, rng), b(fmt, N, K, rng);
-  GemmArgs g;
-  g.a = a.q;
-  g.b = b.q;
-  g.out_dtype = DType::BF16;
-  void* d = nullptr;
-  FP4_CUDA_CHECK(cudaMalloc(&d, size_t(M * N) * 2));
-  g.d = d;
-  g.workspace_size = gemm_workspace_size(g, true);
-  FP4_CUDA_CHECK(cudaMalloc(&g.workspace, g.workspace_size));
-  const double call = median_ms([&] { gemm(g, true, nullptr); });
-  // The kernel alone, on operands folded once.
-  cuda::Sm90Args s = cuda::fold_operands(g, g.workspace, nullptr);
+  Problem pr(fmt, M, N, K, rng);
+  const double call = median_ms([&] { gemm(pr.g, true, nullptr); });
+  cuda::Sm90Args s = pr.folded();
   Ours r{call, 1e30};
   const bool direct = fmt == Format::MXFP4 && s.tile == cuda::Sm90Tile::Large;
   if (direct) r.direct128 = r.direct256 = 1e30;
@@ -192,30 +207,19 @@ Ours ours_ms(Format fmt, int64_t M, int64_t N, int64_t K, std::mt19937& rng) {
       double& best = variant == 0 ? r.kernel : variant == 128 ? r.direct128 : r.direct256;
       best = std::min(best, ms);
     }
-  cudaFree(g.workspace);
-  cudaFree(d);
   return r;
 }
 
 // --profile: nothing but the chosen FP8 kernel runs after the folds, so `ncu --launch-skip` can pick it.
-int profile(int variant, const char* shape) {
+int profile(int variant, const std::string& shape) {
   int64_t M = 0, N = 0, K = 0;
-  if (std::sscanf(shape, "%ldx%ldx%ld", &M, &N, &K) != 3) { std::fprintf(stderr, "bad shape %s\n", shape); return 2; }
+  if (!parse_shape(shape, M, N, K)) return 2;
   std::mt19937 rng(0);
-  Operand a(Format::MXFP4, M, K, rng), b(Format::MXFP4, N, K, rng);
-  GemmArgs g;
-  g.a = a.q;
-  g.b = b.q;
-  g.out_dtype = DType::BF16;
-  FP4_CUDA_CHECK(cudaMalloc(&g.d, size_t(M * N) * 2));
-  g.workspace_size = gemm_workspace_size(g, true);
-  FP4_CUDA_CHECK(cudaMalloc(&g.workspace, g.workspace_size));
-  cuda::Sm90Args s = cuda::fold_operands(g, g.workspace, nullptr);
+  Problem pr(Format::MXFP4, M, N, K, rng);
+  cuda::Sm90Args s = pr.folded();
   s.fp8_block_m = variant;
   for (int i = 0; i < 3; ++i) cuda::sm90_gemm(s, nullptr);
   FP4_CUDA_CHECK(cudaDeviceSynchronize());
-  cudaFree(g.workspace);
-  cudaFree(g.d);
   return 0;
 }
 
@@ -241,7 +245,7 @@ int main(int argc, char** argv) {
   std::mt19937 rng(0);
   for (const auto& shape : shapes) {
     int64_t M = 0, N = 0, K = 0;
-    if (std::sscanf(shape.c_str(), "%ldx%ldx%ld", &M, &N, &K) != 3) { std::fprintf(stderr, "bad shape %s\n", shape.c_str()); return 2; }
+    if (!parse_shape(shape, M, N, K)) return 2;
     const double flop = 2.0 * double(M) * double(N) * double(K);
     auto tf = [&](double ms) { return ms > 0 ? flop / (ms * 1e-3) / 1e12 : 0.0; };
     const auto mx = ours_ms(Format::MXFP4, M, N, K, rng);
