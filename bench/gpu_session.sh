@@ -22,7 +22,7 @@ if [ "${1:-}" = "fp8" ]; then
   # Where each kernel's time goes, per SASS line: one launch of CUTLASS's kernel (0) and of the
   # hand-written one (128, 256) at a mainloop-bound shape; the reports and CSVs come back in $OUT.
   for v in 0 128 256; do
-    timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight --section WarpStateStats \
+    timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis \
       --section SourceCounters -f -o "$OUT/ncu_$v" "$OLDPWD"/build/*/fp4gemm_bench --profile $v 4096x4096x16384 > "$OUT/ncu_$v.log" 2>&1
     echo "ncu $v: exit $?"
     ncu --import "$OUT/ncu_$v.ncu-rep" --csv --page details > "$OUT/ncu_${v}_details.csv" 2>&1

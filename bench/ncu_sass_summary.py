@@ -17,7 +17,8 @@ def main() -> None:
     details, sass = sys.argv[1], sys.argv[2]
     for r in rows(details):
         name = r.get("Metric Name", "")
-        if name in ("Duration", "Compute (SM) Throughput", "Warp Cycles Per Issued Instruction") or name.startswith("Stall"):
+        if name in ("Duration", "Compute (SM) Throughput", "Warp Cycles Per Issued Instruction", "DRAM Throughput",
+                    "L2 Hit Rate", "Memory Throughput", "Max Bandwidth") or name.startswith("Stall"):
             print(f"{name}: {r.get('Metric Value')} {r.get('Metric Unit', '')}")
     lines = rows(sass)
     if not lines:
