@@ -10,7 +10,9 @@ import sys
 def rows(path):
     with open(path, newline="") as f:
         lines = [line for line in f if line.startswith('"')]  # ncu prints notes before the table
-    return list(csv.DictReader(lines))
+    # The source page starts with the kernel's name on a line of its own, then the header.
+    head = next((i for i, line in enumerate(lines) if line.startswith('"Address"')), 0)
+    return list(csv.DictReader(lines[head:]))
 
 
 def main() -> None:
@@ -24,7 +26,7 @@ def main() -> None:
     if not lines:
         print("no SASS rows")
         return
-    key = next((k for k in lines[0] if k.startswith("Warp Stall Sampling (All")), None)
+    key = next((k for k in lines[0] if k and k.startswith("Warp Stall Sampling (All")), None)
     if key is None:
         print("columns:", list(lines[0])[:20])
         return
@@ -42,8 +44,19 @@ def main() -> None:
     print("by opcode: " + ", ".join(f"{op} {100 * v / max(total, 1):.1f}%" for op, v in
                                     sorted(by_op.items(), key=lambda kv: -kv[1])[:12]))
     print(f"{len(lines)} SASS lines, {total:.0f} stall samples; the top 20:")
+    def reason(r):  # the stall reason with the most samples on this line
+        best = max(((k, r[k]) for k in r if k and k.startswith("stall_") and "Not Issued" not in k),
+                   key=lambda kv: float(kv[1].replace(",", "") or 0), default=("?", "0"))
+        return best[0][len("stall_"):]
+    by_reason = {}
+    for r in lines:
+        for k in r:
+            if k and k.startswith("stall_") and "Not Issued" not in k:
+                by_reason[k[6:]] = by_reason.get(k[6:], 0.0) + float(r[k].replace(",", "") or 0)
+    print("by reason: " + ", ".join(f"{k} {100 * v / max(total, 1):.1f}%" for k, v in
+                                    sorted(by_reason.items(), key=lambda kv: -kv[1])[:10]))
     for i, r in sorted(enumerate(lines), key=lambda ir: -samples(ir[1]))[:20]:
-        print(f"  {i:5d} {samples(r):8.0f} {100 * samples(r) / max(total, 1):5.1f}%  {r.get('Source', '')[:70]}")
+        print(f"  {i:5d} {samples(r):8.0f} {100 * samples(r) / max(total, 1):5.1f}% {reason(r):>14}  {r.get('Source', '').strip()[:70]}")
 
 
 if __name__ == "__main__":

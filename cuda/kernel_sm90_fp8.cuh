@@ -95,6 +95,24 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t addr) {
   return d.desc_;
 }
 
+// The descriptor of the tile `bytes` further on: the start address is the low field (address / 16,
+// 14 bits: all of shared memory), so the step is a plain add. Built once, advanced per wgmma, as
+// CUTLASS does: rebuilding it per wgmma put six uniform instructions per operand on the issue path.
+__device__ __forceinline__ uint64_t advance(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+
+// mbarrier wait and arrive on a shared address computed once: through a pointer, every call
+// converted it again (S2UR SR_CgaCtaId per chunk in the math loop, a dispatch stall on its path).
+// The memory clobbers keep the scale reads of a stage between its wait and its release.
+__device__ __forceinline__ void wait_barrier(uint32_t addr, int phase) {
+  asm volatile(
+      "{\n.reg .pred p;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1, %2;\n"
+      "@p bra DONE;\nbra WAIT;\nDONE:\n}" ::"r"(addr), "r"(phase), "r"(0x989680) : "memory");
+}
+__device__ __forceinline__ void arrive_barrier(uint32_t addr) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(addr) : "memory");
+}
+
 template <size_t... I>
 __device__ __forceinline__ void wgmma_64x128x32(uint64_t a, uint64_t b, float (&d)[64], bool accumulate,
                                                 std::index_sequence<I...>) {
@@ -129,7 +147,8 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
   extern __shared__ __align__(1024) uint8_t smem[];
   auto* full = reinterpret_cast<FullBarrier*>(smem + L::kBarriers);
   auto* empty = reinterpret_cast<EmptyBarrier*>(smem + L::kBarriers + 8 * L::kStages);
-  const uint32_t smem_base = cute::cast_smem_ptr_to_uint(smem);
+  uint32_t smem_base = cute::cast_smem_ptr_to_uint(smem);
+  asm("" : "+r"(smem_base));  // opaque: the loops use it, rather than read SR_CgaCtaId again per chunk
   const TileOrder order{(p.m + kBlockM - 1) / kBlockM, (p.n + kBlockN - 1) / kBlockN};
 
   if (threadIdx.x == kMathThreads) {
@@ -172,6 +191,8 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
   const int group_rows = group * (kBlockM / 2);
   const uint32_t slab = smem_base + group * 2 * L::kSlabBytes;  // the group's two slab buffers
   const bool leader = threadIdx.x % 128 == 0;  // issues the group's TMA stores
+  const uint32_t full_at = smem_base + L::kBarriers, empty_at = full_at + 8 * L::kStages;
+  const uint64_t desc_a = sw128_desc(smem_base + L::kA + group_rows * kBlockK), desc_b = sw128_desc(smem_base + L::kB);
   int stage = 0, phase = 0, slabs_stored = 0;
 
   for (int t = blockIdx.x; t < order.count(); t += gridDim.x) {
@@ -209,26 +230,25 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
     };
     int in_flight = -1;  // the stage of the batch in flight, released once its chunk's last wave is done
     for (int c = 0; c < p.chunks; ++c) {
-      full[stage].wait(phase);
-      asm volatile("" ::: "memory");  // the scale reads below stay after the wait
+      wait_barrier(full_at + 8 * stage, phase);
       const float* sfa = reinterpret_cast<const float*>(smem + L::kSfa + stage * L::kSfaBytes);
-      const uint32_t a = smem_base + L::kA + stage * L::kABytes, b = smem_base + L::kB + stage * L::kBBytes;
       CUTLASS_PRAGMA_UNROLL
       for (int w = 0; w < L::kWaves; ++w) {
         const int r = group_rows + w * 64 + row;
         const float next0 = sfa[r], next1 = sfa[r + 8];  // read before the stage can be released
         if (in_flight >= 0) {  // the previous batch: wave w - 1 of this chunk or the last of chunk c - 1
           cute::warpgroup_wait<0>();
-          if (w == 0 && lane == 0) empty[in_flight].arrive();
+          if (w == 0 && lane == 0) arrive_barrier(empty_at + 8 * in_flight);
           promote(acc[(w + L::kWaves - 1) % L::kWaves]);
         }
+        uint64_t da = advance(desc_a, stage * L::kABytes + w * 64 * kBlockK), db = advance(desc_b, stage * L::kBBytes);
+        asm volatile("" : "+l"(da), "+l"(db));  // computed before the turn: off the path from turn to issue
         take_turn(c * L::kWaves + w);
         fence(part);
         cute::warpgroup_arrive();  // orders the promotion's reads of `part` before these writes
         CUTLASS_PRAGMA_UNROLL
         for (int k = 0; k < kBlockK / kWgmmaK; ++k)
-          wgmma_64x128x32(sw128_desc(a + (group_rows + w * 64) * kBlockK + k * kWgmmaK), sw128_desc(b + k * kWgmmaK),
-                          part, k > 0, std::make_index_sequence<64>{});
+          wgmma_64x128x32(advance(da, k * kWgmmaK), advance(db, k * kWgmmaK), part, k > 0, std::make_index_sequence<64>{});
         cute::warpgroup_commit_batch();
         fence(part);
         pass_turn(c * L::kWaves + w);
@@ -237,7 +257,7 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
       if (++stage == L::kStages) stage = 0, phase ^= 1;
     }
     cute::warpgroup_wait<0>();
-    if (lane == 0) empty[in_flight].arrive();
+    if (lane == 0) arrive_barrier(empty_at + 8 * in_flight);
     promote(acc[L::kWaves - 1]);
 
     // Epilogue, per slab of 64 rows x 64 bytes (columns outer, so that factor_b and bias are read

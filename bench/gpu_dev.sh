@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The kernel-development loop on the GPU machine, without the package build (about three minutes):
+# fp4gemm_bench is linked there from objects compiled here, Hopper only, and carried:
+#   cmake -S . -B build/dev -G Ninja -DFP4GEMM_CUDA=ON -DFP4GEMM_BLACKWELL=OFF && cmake --build build/dev --target fp4gemm_core
+#   nvcc ... -c bench/gemm_bench.cu -o build/dev/gemm_bench.o          (the flags of docs/kernels.md)
+#   run: bash bench/gpu_dev.sh STEP...   carry: build/dev/libfp4gemm_core.a, build/dev/gemm_bench.o
+# Steps: `bench` (the four training shapes), `profile:V` (ncu of kernel V = 0 CUTLASS, 128 / 256
+# hand-written, one launch at 4096x4096x16384, with a per-SASS-line summary). Everything ncu writes
+# comes back as one archive, $OUT/ncu.tgz.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+lib=$(dirname "$(find / -name 'libcublasLt.so*' -not -path '/proc/*' 2>/dev/null | head -1)")
+nvcc -o build/dev/fp4gemm_bench build/dev/gemm_bench.o build/dev/libfp4gemm_core.a -L"$lib" -lcublasLt \
+  || { echo "link failed"; exit 1; }
+export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"
+bin=build/dev/fp4gemm_bench
+mkdir -p /tmp/ncu
+for step in "$@"; do
+  case "$step" in
+    bench) timeout 240 $bin 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 ;;
+    profile:*)
+      v=${step#profile:}
+      timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight \
+        --section WarpStateStats --section MemoryWorkloadAnalysis --section SchedulerStats --section InstructionStats \
+        --section SourceCounters -f -o /tmp/ncu/ncu_$v $bin --profile "$v" 4096x4096x16384 > /tmp/ncu/ncu_$v.log 2>&1
+      echo "== ncu $v: exit $?"
+      ncu --import /tmp/ncu/ncu_$v.ncu-rep --csv --page details > /tmp/ncu/ncu_${v}_details.csv 2>&1
+      ncu --import /tmp/ncu/ncu_$v.ncu-rep --csv --page source --print-source sass > /tmp/ncu/ncu_${v}_sass.csv 2>&1
+      python3 bench/ncu_sass_summary.py /tmp/ncu/ncu_${v}_details.csv /tmp/ncu/ncu_${v}_sass.csv 2>&1 | head -40 ;;
+    *) echo "unknown step $step" ;;
+  esac
+done
+tar czf "$OUT/ncu.tgz" -C /tmp ncu
