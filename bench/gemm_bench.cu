@@ -2,7 +2,7 @@
 // Build: cmake -DFP4GEMM_BENCH=ON (or SKBUILD_CMAKE_DEFINE=FP4GEMM_BENCH=ON pip install .), then
 //   fp4gemm_bench [MxNxK ...]
 //   fp4gemm_bench --profile V MxNxK   (for ncu: the MXFP4 FP8 kernel alone, 3 launches, on operands
-//                                      folded once; V = 0 CUTLASS's kernel, 128 / 256 the hand-written one)
+//                                      folded once; V = 0 CUTLASS's kernel, 128 / 256 [x2] the hand-written one)
 // Rows per shape (TFLOP/s = 2MNK / median time of 20 back-to-back launches, CUDA events):
 //   fp4gemm mxfp4 call / kernel   fp4gemm::gemm (folds + GEMM + fixup) / the tensor-core GEMM alone
 //   fp4gemm nvfp4 call / kernel
@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -186,9 +187,13 @@ bool parse_shape(const std::string& shape, int64_t& M, int64_t& N, int64_t& K) {
   return false;
 }
 
+// The hand-written kernel's variants (tile rows, cluster), timed beside CUTLASS's.
+constexpr struct { int block_m, cluster; } kDirect[] = {{128, 1}, {256, 1}, {128, 2}, {256, 2}};
+constexpr int kDirects = int(std::size(kDirect));
+
 struct Ours {
-  double call, kernel, direct128 = -1, direct256 = -1;
-  bool same_bytes = true;  // the hand-written kernel's D equals CUTLASS's, both tiles
+  double call, kernel, direct[kDirects] = {-1, -1, -1, -1};
+  bool same_bytes = true;  // the hand-written kernel's D equals CUTLASS's, all variants
 };
 
 // fp4gemm: the whole call, and the tensor-core GEMM alone on operands folded once (MXFP4: CUTLASS's
@@ -199,36 +204,41 @@ Ours ours_ms(Format fmt, int64_t M, int64_t N, int64_t K, std::mt19937& rng) {
   cuda::Sm90Args s = pr.folded();
   Ours r{call, 1e30};
   const bool direct = fmt == Format::MXFP4 && s.tile == cuda::Sm90Tile::Large;
-  if (direct) r.direct128 = r.direct256 = 1e30;
+  const int variants = direct ? kDirects : 0;
+  auto select = [&](int v) {  // v = -1: CUTLASS's kernel
+    s.fp8_block_m = v < 0 ? 0 : kDirect[v].block_m;
+    s.fp8_cluster = v < 0 ? 1 : kDirect[v].cluster;
+  };
+  for (int v = 0; v < variants; ++v) r.direct[v] = 1e30;
   for (int round = 0; round < 2; ++round)
-    for (int variant : {0, 128, 256}) {
-      if (variant && !direct) continue;
-      s.fp8_block_m = variant;
+    for (int v = -1; v < variants; ++v) {
+      select(v);
       const double ms = median_ms([&] { cuda::sm90_gemm(s, nullptr); });
-      double& best = variant == 0 ? r.kernel : variant == 128 ? r.direct128 : r.direct256;
+      double& best = v < 0 ? r.kernel : r.direct[v];
       best = std::min(best, ms);
     }
   if (direct) {  // a check beside the timing: the tests prove it on small shapes, this on the timed ones
     const size_t n = size_t(M * N);
     std::vector<uint16_t> ref(n), got(n);
-    for (int variant : {0, 128, 256}) {
-      s.fp8_block_m = variant;
+    for (int v = -1; v < variants; ++v) {
+      select(v);
       cuda::sm90_gemm(s, nullptr);
-      FP4_CUDA_CHECK(cudaMemcpy((variant ? got : ref).data(), pr.g.d, n * 2, cudaMemcpyDeviceToHost));
-      if (variant && got != ref) r.same_bytes = false;
+      FP4_CUDA_CHECK(cudaMemcpy((v >= 0 ? got : ref).data(), pr.g.d, n * 2, cudaMemcpyDeviceToHost));
+      if (v >= 0 && got != ref) r.same_bytes = false;
     }
   }
   return r;
 }
 
 // --profile: nothing but the chosen FP8 kernel runs after the folds, so `ncu --launch-skip` can pick it.
-int profile(int variant, const std::string& shape) {
+int profile(const std::string& variant, const std::string& shape) {
   int64_t M = 0, N = 0, K = 0;
   if (!parse_shape(shape, M, N, K)) return 2;
   std::mt19937 rng(0);
   Problem pr(Format::MXFP4, M, N, K, rng);
   cuda::Sm90Args s = pr.folded();
-  s.fp8_block_m = variant;
+  s.fp8_block_m = std::atoi(variant.c_str());  // 0, 128, 256, with x2 for a cluster of two
+  s.fp8_cluster = variant.find("x2") != std::string::npos ? 2 : 1;
   for (int i = 0; i < 3; ++i) cuda::sm90_gemm(s, nullptr);
   FP4_CUDA_CHECK(cudaDeviceSynchronize());
   return 0;
@@ -237,7 +247,7 @@ int profile(int variant, const std::string& shape) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 4 && std::string(argv[1]) == "--profile") return profile(std::atoi(argv[2]), argv[3]);
+  if (argc == 4 && std::string(argv[1]) == "--profile") return profile(argv[2], argv[3]);
   std::vector<std::string> shapes = {"8192x8192x8192", "16384x4096x4096", "16384x11008x4096",
                                      "4096x4096x16384", "128x8192x8192", "1x8192x8192"};
   if (argc > 1) shapes.assign(argv + 1, argv + argc);
@@ -246,7 +256,7 @@ int main(int argc, char** argv) {
   std::printf("device: %s, cuBLASLt %zu\n\n", prop.name, cublasLtGetVersion());
   std::printf("| M x N x K | mxfp4 call | mxfp4 kernel | nvfp4 call | nvfp4 kernel | cuBLASLt FP8 tensor | "
               "cuBLASLt FP8 rowwise | cuBLASLt BF16 | mxfp4 kernel / FP8 rowwise | nvfp4 kernel / BF16 | "
-              "mxfp4 hand-written 128 / 256 | hand-written best / FP8 rowwise | hand-written bytes |\n");
+              "mxfp4 hand-written 128 / 256 / 128x2 / 256x2 | hand-written best / FP8 rowwise | hand-written bytes |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   cublasLtHandle_t lt;
   LT_CHECK(cublasLtCreate(&lt));
@@ -264,12 +274,17 @@ int main(int argc, char** argv) {
     const double fp8_t = lt_ms(lt, CUDA_R_8F_E4M3, M, N, K, false, ws, ws_size);
     const double fp8_r = lt_ms(lt, CUDA_R_8F_E4M3, M, N, K, true, ws, ws_size);
     const double bf16 = lt_ms(lt, CUDA_R_16BF, M, N, K, false, ws, ws_size);
-    const double hand = std::max(tf(mx.direct128), tf(mx.direct256));
-    std::printf("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %.0f | %s | %.2f | %.0f / %.0f | %s | %s |\n", shape.c_str(),
+    double hand = 0;
+    std::string hands;
+    for (int v = 0; v < kDirects; ++v) {
+      hand = std::max(hand, tf(mx.direct[v]));
+      hands += (v ? " / " : "") + std::to_string(int(tf(mx.direct[v])));
+    }
+    std::printf("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %.0f | %s | %.2f | %s | %s | %s |\n", shape.c_str(),
                 tf(mx.call), tf(mx.kernel), tf(nv.call), tf(nv.kernel), tf(fp8_t),
                 fp8_r > 0 ? std::to_string(int(tf(fp8_r))).c_str() : "n/a", tf(bf16),
                 fp8_r > 0 ? std::to_string(tf(mx.kernel) / tf(fp8_r)).substr(0, 4).c_str() : "n/a",
-                tf(nv.kernel) / tf(bf16), tf(mx.direct128), tf(mx.direct256),
+                tf(nv.kernel) / tf(bf16), hands.c_str(),
                 fp8_r > 0 && hand > 0 ? std::to_string(hand / tf(fp8_r)).substr(0, 4).c_str() : "n/a",
                 hand > 0 ? (mx.same_bytes ? "= CUTLASS" : "DIFFER") : "n/a");
     std::fflush(stdout);

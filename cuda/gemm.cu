@@ -4,6 +4,7 @@
 // Stream-ordered throughout: no host synchronization, so it can be captured in a CUDA graph.
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "common.cuh"
@@ -79,9 +80,11 @@ Sm90Args sm90_args(const GemmArgs& g) {
   if (const char* t = std::getenv("FP4GEMM_SM90_TILE"))
     s.tile = std::string(t) == "small" ? Sm90Tile::Small : Sm90Tile::Large;
   if (const char* w = std::getenv("FP4GEMM_SM90_SWIZZLE")) s.swizzle = std::max(1, std::atoi(w));
-  if (const char* k = std::getenv("FP4GEMM_SM90_FP8")) {  // 128 / 256: the hand-written FP8 kernel's tile
+  if (const char* k = std::getenv("FP4GEMM_SM90_FP8")) {  // 128 / 256 [x2]: the hand-written FP8 kernel's tile [cluster]
     const int m = std::atoi(k);
     s.fp8_block_m = m == 128 || m == 256 ? m : 0;
+    const char* x = std::strchr(k, 'x');
+    s.fp8_cluster = x && std::atoi(x + 1) == 2 ? 2 : 1;
   }
   return s;
 }

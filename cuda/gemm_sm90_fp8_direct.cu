@@ -1,12 +1,15 @@
 // MXFP4 / per-row FP4 on Hopper, large problems, plain output: the hand-written FP8 kernel
-// (kernel_sm90_fp8.cuh), tiles 128x128 and 256x128.
+// (kernel_sm90_fp8.cuh), tiles 128x128 and 256x128, alone or in clusters of two.
 #include "kernel_sm90_fp8.cuh"
 
 namespace fp4gemm::cuda {
 
 template <int kBlockM>
 static void run_direct(const Sm90Args& g, cudaStream_t stream) {
-  with_output(g.out_dtype, [&](auto d) { fp8_kernel::run<kBlockM, decltype(d)>(g, stream); });
+  with_output(g.out_dtype, [&](auto d) {
+    if (g.fp8_cluster == 2) fp8_kernel::run<kBlockM, 2, decltype(d)>(g, stream);
+    else fp8_kernel::run<kBlockM, 1, decltype(d)>(g, stream);
+  });
 }
 
 void sm90_fp8_direct(const Sm90Args& g, cudaStream_t stream) {

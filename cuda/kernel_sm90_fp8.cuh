@@ -6,6 +6,8 @@
 // through two small shared-memory slabs and TMA, one 128-thread barrier per slab.
 //
 //   producer (1 thread)   for each tile, chunk: wait empty[s]; TMA A, B, A's chunk scales -> full[s]
+//                         (kCluster = 2: two CTAs own vertically adjacent tiles; each loads half of
+//                         B's tile for both, multicast, so the L2 serves B once per cluster)
 //   math group g (128)    for each tile, chunk: wait full[s]; per 64-row wave, in turns with the
 //                         other group: wait for the previous wave's wgmmas, release its stage (if
 //                         its chunk's last), acc += part * scale[row], then 4 wgmma 64x128x32 into part
@@ -44,12 +46,12 @@ constexpr int kMathThreads = 256;      // two math warp groups
 constexpr int kThreads = kMathThreads + 128;  // + the producer warp group (one thread issues the TMA)
 constexpr int kSmemLimit = 232448;     // sm_90's dynamic shared memory per block
 constexpr int kProducerRegs = 40, kMathRegs = 232;
-constexpr int kGroupM = 8;             // tiles along M visited before moving along N (L2 reuse)
+constexpr int kGroupM = 8;             // tile rows visited before moving along N (L2 reuse)
 // Named barriers (CUTLASS offsets these past the ones it reserves): the issue turns, each group's slabs.
 constexpr int kTurn0 = 0, kTurn1 = 1, kSlab0 = 2;
 
 template <int kBlockM, class ElementD>
-struct Layout {
+struct Layout {  // (kCluster changes nothing here: each CTA's stage holds all of B, half from its peer)
   static constexpr int kWaves = kBlockM / 128;  // 64-row wgmma waves per math group
   static constexpr int kABytes = kBlockM * kBlockK, kBBytes = kBlockN * kBlockK, kSfaBytes = kBlockM * 4;
   // Epilogue slabs of 64 rows x 64 bytes (a TMA store box with the 64-byte swizzle), two per group.
@@ -71,13 +73,14 @@ struct Params {
   int m, n, chunks;
 };
 
-// Tile t of the persistent order: groups of kGroupM tile rows, column by column within a group.
+// Item t of the persistent order, over rows of `group`-row groups: column by column within a group.
+// An item is a tile, or with a cluster the cluster's kCluster vertically adjacent tiles.
 struct TileOrder {
-  int tiles_m, tiles_n;
+  int tiles_m, tiles_n, group;
   __device__ int count() const { return tiles_m * tiles_n; }
   __device__ void at(int t, int& tm, int& tn) const {
-    const int per_group = kGroupM * tiles_n, first = t / per_group * kGroupM;
-    const int rows = min(kGroupM, tiles_m - first), r = t % per_group;
+    const int per_group = group * tiles_n, first = t / per_group * group;
+    const int rows = min(group, tiles_m - first), r = t % per_group;
     tm = first + r % rows;
     tn = r / rows;
   }
@@ -112,6 +115,12 @@ __device__ __forceinline__ void wait_barrier(uint32_t addr, int phase) {
 __device__ __forceinline__ void arrive_barrier(uint32_t addr) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(addr) : "memory");
 }
+// The same barrier of CTA `cta` of the cluster.
+__device__ __forceinline__ void arrive_barrier(uint32_t addr, int cta) {
+  asm volatile(
+      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}" ::"r"(addr), "r"(cta) : "memory");
+}
 
 template <size_t... I>
 __device__ __forceinline__ void wgmma_64x128x32(uint64_t a, uint64_t b, float (&d)[64], bool accumulate,
@@ -136,8 +145,8 @@ __device__ __forceinline__ void store_pair(uint32_t addr, double v0, double v1) 
   asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(bits));
 }
 
-template <int kBlockM, class ElementD>
-__global__ void __launch_bounds__(kThreads, 1)
+template <int kBlockM, int kCluster, class ElementD>
+__global__ void __launch_bounds__(kThreads, 1) __cluster_dims__(kCluster, 1, 1)
 fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
          const __grid_constant__ CUtensorMap map_sfa, const __grid_constant__ CUtensorMap map_d, Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -149,39 +158,62 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
   auto* empty = reinterpret_cast<EmptyBarrier*>(smem + L::kBarriers + 8 * L::kStages);
   uint32_t smem_base = cute::cast_smem_ptr_to_uint(smem);
   asm("" : "+r"(smem_base));  // opaque: the loops use it, rather than read SR_CgaCtaId again per chunk
-  const TileOrder order{(p.m + kBlockM - 1) / kBlockM, (p.n + kBlockN - 1) / kBlockN};
+  // With a cluster, CTA `rank` takes tile row tm * kCluster + rank of each item (past M when the
+  // tile rows are odd: TMA reads zeros, the stores clip).
+  const TileOrder order{((p.m + kBlockM - 1) / kBlockM + kCluster - 1) / kCluster, (p.n + kBlockN - 1) / kBlockN,
+                        kGroupM / kCluster};
+  const int rank = kCluster > 1 ? int(cute::block_rank_in_cluster()) : 0;
+  const int first = int(blockIdx.x) / kCluster, step = int(gridDim.x) / kCluster;
 
   if (threadIdx.x == kMathThreads) {
     for (int s = 0; s < L::kStages; ++s) {
       full[s].init(1);
-      empty[s].init(kMathThreads / 32);  // lane 0 of each math warp
-    }
+      empty[s].init(kCluster * kMathThreads / 32);  // lane 0 of each math warp of each CTA: B's halves
+    }                                               // land in both, so a stage is free when both are done
     cutlass::arch::fence_barrier_init();
   }
-  __syncthreads();
+  // The barriers, initialised, before any CTA of the cluster signals them; and no CTA leaves while
+  // its peer may still signal its barriers. The cluster barriers are .aligned: whole warps only.
+  auto meet = [] {
+    if constexpr (kCluster > 1) {
+      __syncwarp();
+      cute::cluster_arrive();
+      cute::cluster_wait();
+    }
+  };
+  if constexpr (kCluster > 1) meet();
+  else __syncthreads();
 
   if (threadIdx.x >= kMathThreads) {
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
-    if (threadIdx.x != kMathThreads) return;
-    cute::prefetch_tma_descriptor(&map_a);
-    cute::prefetch_tma_descriptor(&map_b);
-    cute::prefetch_tma_descriptor(&map_sfa);
-    constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-    int stage = 0, phase = 0;
-    for (int t = blockIdx.x; t < order.count(); t += gridDim.x) {
-      int tm, tn;
-      order.at(t, tm, tn);
-      for (int c = 0; c < p.chunks; ++c) {
-        empty[stage].wait(phase ^ 1);
-        full[stage].arrive_and_expect_tx(L::kStageBytes);
-        uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
-        cute::SM90_TMA_LOAD_2D::copy(&map_a, bar, kHint, smem + L::kA + stage * L::kABytes, c * kBlockK, tm * kBlockM);
-        cute::SM90_TMA_LOAD_2D::copy(&map_b, bar, kHint, smem + L::kB + stage * L::kBBytes, c * kBlockK, tn * kBlockN);
-        cute::SM90_TMA_LOAD_2D::copy(&map_sfa, bar, kHint, smem + L::kSfa + stage * L::kSfaBytes, tm * kBlockM, c);
-        if (++stage == L::kStages) stage = 0, phase ^= 1;
+    if (threadIdx.x == kMathThreads) {
+      cute::prefetch_tma_descriptor(&map_a);
+      cute::prefetch_tma_descriptor(&map_b);
+      cute::prefetch_tma_descriptor(&map_sfa);
+      constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      constexpr int kBRows = kBlockN / kCluster;  // the rows of B this CTA loads (for the whole cluster)
+      int stage = 0, phase = 0;
+      for (int t = first; t < order.count(); t += step) {
+        int tm, tn;
+        order.at(t, tm, tn);
+        tm = tm * kCluster + rank;
+        for (int c = 0; c < p.chunks; ++c) {
+          empty[stage].wait(phase ^ 1);
+          full[stage].arrive_and_expect_tx(L::kStageBytes);
+          uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
+          uint8_t* b = smem + L::kB + stage * L::kBBytes + rank * kBRows * kBlockK;
+          cute::SM90_TMA_LOAD_2D::copy(&map_a, bar, kHint, smem + L::kA + stage * L::kABytes, c * kBlockK, tm * kBlockM);
+          if constexpr (kCluster > 1)
+            cute::SM90_TMA_LOAD_MULTICAST_2D::copy(&map_b, bar, (1 << kCluster) - 1, kHint, b, c * kBlockK,
+                                                   tn * kBlockN + rank * kBRows);
+          else
+            cute::SM90_TMA_LOAD_2D::copy(&map_b, bar, kHint, b, c * kBlockK, tn * kBlockN);
+          cute::SM90_TMA_LOAD_2D::copy(&map_sfa, bar, kHint, smem + L::kSfa + stage * L::kSfaBytes, tm * kBlockM, c);
+          if (++stage == L::kStages) stage = 0, phase ^= 1;
+        }
       }
     }
-    return;
+    return meet();  // the producer warp, reconverged
   }
 
   cutlass::arch::warpgroup_reg_alloc<kMathRegs>();
@@ -195,9 +227,19 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
   const uint64_t desc_a = sw128_desc(smem_base + L::kA + group_rows * kBlockK), desc_b = sw128_desc(smem_base + L::kB);
   int stage = 0, phase = 0, slabs_stored = 0;
 
-  for (int t = blockIdx.x; t < order.count(); t += gridDim.x) {
+  auto release = [&](int s) {  // the stage, in every CTA of the cluster
+    if (lane == 0) {
+      if constexpr (kCluster == 1) arrive_barrier(empty_at + 8 * s);
+      else
+        CUTLASS_PRAGMA_UNROLL
+        for (int cta = 0; cta < kCluster; ++cta) arrive_barrier(empty_at + 8 * s, cta);
+    }
+  };
+
+  for (int t = first; t < order.count(); t += step) {
     int tm, tn;
     order.at(t, tm, tn);
+    tm = tm * kCluster + rank;
     float acc[L::kWaves][64];
     CUTLASS_PRAGMA_UNROLL
     for (int w = 0; w < L::kWaves; ++w)
@@ -238,7 +280,7 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
         const float next0 = sfa[r], next1 = sfa[r + 8];  // read before the stage can be released
         if (in_flight >= 0) {  // the previous batch: wave w - 1 of this chunk or the last of chunk c - 1
           cute::warpgroup_wait<0>();
-          if (w == 0 && lane == 0) arrive_barrier(empty_at + 8 * in_flight);
+          if (w == 0) release(in_flight);
           promote(acc[(w + L::kWaves - 1) % L::kWaves]);
         }
         uint64_t da = advance(desc_a, stage * L::kABytes + w * 64 * kBlockK), db = advance(desc_b, stage * L::kBBytes);
@@ -257,7 +299,7 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
       if (++stage == L::kStages) stage = 0, phase ^= 1;
     }
     cute::warpgroup_wait<0>();
-    if (lane == 0) arrive_barrier(empty_at + 8 * in_flight);
+    release(in_flight);
     promote(acc[L::kWaves - 1]);
 
     // Epilogue, per slab of 64 rows x 64 bytes (columns outer, so that factor_b and bias are read
@@ -314,6 +356,7 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
     }
   }
   if (leader) cute::tma_store_wait<0>();  // the slabs must outlive their last store
+  meet();
 #endif
 }
 
@@ -339,7 +382,7 @@ template <> constexpr CUtensorMapDataType tma_type<float>() { return CU_TENSOR_M
 template <> constexpr CUtensorMapDataType tma_type<cutlass::bfloat16_t>() { return CU_TENSOR_MAP_DATA_TYPE_BFLOAT16; }
 template <> constexpr CUtensorMapDataType tma_type<cutlass::half_t>() { return CU_TENSOR_MAP_DATA_TYPE_FLOAT16; }
 
-template <int kBlockM, class ElementD>
+template <int kBlockM, int kCluster, class ElementD>
 void run(const Sm90Args& g, cudaStream_t stream) {
   using L = Layout<kBlockM, ElementD>;
   const int64_t M = g.a.rows, N = g.b.rows, K = g.a.k;
@@ -351,21 +394,28 @@ void run(const Sm90Args& g, cudaStream_t stream) {
     throw std::invalid_argument("fp4gemm sm90 FP8 GEMM: out (D) must be 16-byte aligned");
   const CUtensorMap map_a = tensor_map(g.a.data, CU_TENSOR_MAP_DATA_TYPE_UINT8, K, M, K, kBlockK, kBlockM,
                                        CU_TENSOR_MAP_SWIZZLE_128B, "A");
-  const CUtensorMap map_b = tensor_map(g.b.data, CU_TENSOR_MAP_DATA_TYPE_UINT8, K, N, K, kBlockK, kBlockN,
+  const CUtensorMap map_b = tensor_map(g.b.data, CU_TENSOR_MAP_DATA_TYPE_UINT8, K, N, K, kBlockK, kBlockN / kCluster,
                                        CU_TENSOR_MAP_SWIZZLE_128B, "B");
   const int chunks = int((K + kBlockK - 1) / kBlockK);
   const CUtensorMap map_sfa = tensor_map(g.a.chunk_scale, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, g.a.chunk_stride, chunks,
                                          g.a.chunk_stride * 4, kBlockM, 1, CU_TENSOR_MAP_SWIZZLE_NONE, "A's chunk scales");
   const CUtensorMap map_d = tensor_map(g.d, tma_type<ElementD>(), N, M, N * sizeof(ElementD), L::kSlabN, 64,
                                        CU_TENSOR_MAP_SWIZZLE_64B, "D");
-  auto kernel = fp8_gemm<kBlockM, ElementD>;
-  static int configured[64] = {};  // per device
-  once_per_device(configured, [&](int) {
+  auto kernel = fp8_gemm<kBlockM, kCluster, ElementD>;
+  static int resident[64] = {};  // per device: clusters that fit at once (a cluster's CTAs share a GPC)
+  const int clusters = once_per_device(resident, [&](int) {
     FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes));
-    return 1;
+    if (kCluster == 1) return sm_count();
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(sm_count() / kCluster * kCluster);
+    config.blockDim = dim3(kThreads);
+    config.dynamicSmemBytes = L::kBytes;
+    int n = 0;
+    FP4_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel, &config));
+    return std::max(n, 1);
   });
-  const int64_t tiles = ((M + kBlockM - 1) / kBlockM) * ((N + kBlockN - 1) / kBlockN);
-  const int grid = int(std::min<int64_t>(tiles, sm_count()));
+  const int64_t items = ((M + kBlockM * kCluster - 1) / (kBlockM * kCluster)) * ((N + kBlockN - 1) / kBlockN);
+  const int grid = int(std::min<int64_t>(items, clusters)) * kCluster;
   const Params p{g.a.factor, g.b.factor, g.bias, g.alpha, int(M), int(N), chunks};
   kernel<<<grid, kThreads, L::kBytes, stream>>>(map_a, map_b, map_sfa, map_d, p);
   FP4_CUDA_CHECK(cudaGetLastError());

@@ -156,7 +156,7 @@ def test_large_shapes(fmt, mma, m, n, k):
     assert_acceptance(fp4gemm.gemm(qa, qb, out_dtype=torch.bfloat16, mma=mma), want, min(0.9999, floor), fp8=fp8)
 
 
-@pytest.mark.parametrize("block_m", [128, 256])
+@pytest.mark.parametrize("block_m", ["128", "256", "128x2", "256x2"])  # tile rows [x cluster of two]
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("m,n,k", [(256, 512, 1024), (77, 136, 4096), (1000, 264, 160), (3001, 4104, 4128),
@@ -172,7 +172,7 @@ def test_hand_written_fp8_kernel_gives_cutlass_bytes(block_m, with_bias, out_dty
     monkeypatch.setenv("FP4GEMM_SM90_TILE", "large")
     monkeypatch.setenv("FP4GEMM_SM90_FP8", "0")
     cutlass = fp4gemm.gemm(qa, qb, alpha=0.75, bias=bias, out_dtype=out_dtype, mma="fp8")
-    monkeypatch.setenv("FP4GEMM_SM90_FP8", str(block_m))
+    monkeypatch.setenv("FP4GEMM_SM90_FP8", block_m)
     hand = fp4gemm.gemm(qa, qb, alpha=0.75, bias=bias, out_dtype=out_dtype, mma="fp8")
     bits = torch.int32 if out_dtype == torch.float32 else torch.int16
     assert torch.equal(hand.view(bits), cutlass.view(bits))
@@ -180,9 +180,9 @@ def test_hand_written_fp8_kernel_gives_cutlass_bytes(block_m, with_bias, out_dty
         assert_acceptance(hand, reference(qa, qb, 0.75, bias), fp8=True)
 
 
-@pytest.mark.parametrize("setting,ran", [("128", True), ("256", True), ("0", False), ("64", False)])
+@pytest.mark.parametrize("setting,ran", [("128", True), ("256", True), ("256x2", True), ("0", False), ("64", False)])
 def test_env_selects_the_hand_written_fp8_kernel(setting, ran, monkeypatch):
-    """FP4GEMM_SM90_FP8=128|256 runs the hand-written kernel (so the byte test above compares two
+    """FP4GEMM_SM90_FP8=128|256[x2] runs the hand-written kernel (so the byte test above compares two
     kernels), anything else CUTLASS's: the kernel names the CUDA profiler sees."""
     a, b = operands("random", 512, 512, 256)
     qa, qb = fp4gemm.quantize(a, "mxfp4"), fp4gemm.quantize(b, "mxfp4")
