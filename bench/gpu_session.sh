@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build with CUDA, run every test (GPU ones included), the sanitizers on
 # the GPU quantization tests, and the benchmarks. Logs go to $OUT. Usage: bash bench/gpu_session.sh [quick|fp8]
-# fp8: only the hand-written FP8 kernel (cuda/kernel_sm90_fp8.cuh): its tests, memcheck, the GEMM tests
-# with it selected, and the C++ benchmark's training shapes (CUTLASS's kernel and it, same run).
+# fp8: only the hand-written FP8 kernel (cuda/kernel_sm90_fp8.cuh), Hopper-only build: its tests, memcheck,
+# the C++ benchmark's training shapes (CUTLASS's kernel and it, same run), the GEMM tests with it
+# selected. Profiles: bench/gpu_dev.sh profile:V.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16 FP4GEMM_CUDA=ON
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 python3 -m pip install -q --no-deps --no-index .whl/nvidia_cutlass-*.whl 2>/dev/null || true
 t0=$(date +%s)
-SKBUILD_CMAKE_DEFINE="FP4GEMM_BENCH=ON" python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+defs="FP4GEMM_BENCH=ON"; [ "${1:-}" = "fp8" ] && defs="$defs;FP4GEMM_BLACKWELL=OFF"  # fp8: Hopper only
+SKBUILD_CMAKE_DEFINE="$defs" python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s, C7510 warnings: $(grep -c C7510 "$OUT/build.log")"; grep -i "warning" "$OUT/build.log" | head -5
 cd /tmp  # import the installed package, not the source tree
 rm -rf /tmp/fp4tests; cp -r "$OLDPWD/tests" /tmp/fp4tests
@@ -19,17 +21,7 @@ if [ "${1:-}" = "fp8" ]; then
     -k "hand_written and (77-136 or 129-8)" -p no:cacheprovider > "$OUT/sanitizer_fp8.log" 2>&1
   echo "compute-sanitizer memcheck (hand-written FP8 kernel): exit $?"; tail -2 "$OUT/sanitizer_fp8.log"
   timeout 240 "$OLDPWD"/build/*/fp4gemm_bench 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 2>&1 | tee "$OUT/gemm_bench_fp8.md"
-  # Where each kernel's time goes, per SASS line: one launch of CUTLASS's kernel (0) and of the
-  # hand-written one (128, 256) at a mainloop-bound shape; the reports and CSVs come back in $OUT.
-  for v in 0 128 256; do
-    timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis \
-      --section SourceCounters -f -o "$OUT/ncu_$v" "$OLDPWD"/build/*/fp4gemm_bench --profile $v 4096x4096x16384 > "$OUT/ncu_$v.log" 2>&1
-    echo "ncu $v: exit $?"
-    ncu --import "$OUT/ncu_$v.ncu-rep" --csv --page details > "$OUT/ncu_${v}_details.csv" 2>&1
-    ncu --import "$OUT/ncu_$v.ncu-rep" --csv --page source --print-source sass > "$OUT/ncu_${v}_sass.csv" 2>&1
-    python3 "$OLDPWD/bench/ncu_sass_summary.py" "$OUT/ncu_${v}_details.csv" "$OUT/ncu_${v}_sass.csv" 2>&1 | head -30
-  done
-  FP4GEMM_SM90_FP8=128 FP4GEMM_SM90_TILE=large timeout 200 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py 2>&1 | tail -4
+  FP4GEMM_SM90_FP8=256x2 FP4GEMM_SM90_TILE=large timeout 200 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py 2>&1 | tail -4
   exit 0
 fi
 timeout 120 python3 -m fp4gemm > "$OUT/report.txt" 2>&1; echo "python -m fp4gemm: exit $?"; tail -4 "$OUT/report.txt"

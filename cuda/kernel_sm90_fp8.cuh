@@ -115,11 +115,12 @@ __device__ __forceinline__ void wait_barrier(uint32_t addr, int phase) {
 __device__ __forceinline__ void arrive_barrier(uint32_t addr) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(addr) : "memory");
 }
-// The same barrier of CTA `cta` of the cluster.
+// The same barrier of CTA `cta` of the cluster. Release at CTA scope, the default: `.release.cluster`
+// put a fence (ERRBAR, a quarter of the samples) before every arrive, and only reads precede it.
 __device__ __forceinline__ void arrive_barrier(uint32_t addr, int cta) {
   asm volatile(
       "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}" ::"r"(addr), "r"(cta) : "memory");
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}" ::"r"(addr), "r"(cta) : "memory");
 }
 
 template <size_t... I>
