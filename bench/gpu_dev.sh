@@ -2,9 +2,13 @@
 # The kernel-development loop on the GPU machine, without the package build (about three minutes):
 # fp4gemm_bench is linked there from objects compiled here, Hopper only, and carried:
 #   cmake -S . -B build/dev -G Ninja -DFP4GEMM_CUDA=ON -DFP4GEMM_BLACKWELL=OFF && cmake --build build/dev --target fp4gemm_core
-#   nvcc ... -c bench/gemm_bench.cu -o build/dev/gemm_bench.o          (the flags of docs/kernels.md)
+#   nvcc -std=c++17 -O3 --expt-relaxed-constexpr -DNDEBUG -DFP4GEMM_WITH_CUDA -gencode arch=compute_90a,code=sm_90a \
+#     -Iinclude -Isrc -Icuda -I$CUTLASS/include -I$CUTLASS/tools/util/include -I$CUBLAS/include \
+#     -c bench/gemm_bench.cu -o build/dev/gemm_bench.o       (CUTLASS: the wheel's cutlass_library/source;
+#                                                            CUBLAS: the nvidia-cublas wheel's nvidia/cu13)
 #   run: bash bench/gpu_dev.sh STEP...   carry: build/dev/libfp4gemm_core.a, build/dev/gemm_bench.o
-# Steps: `bench` (the four training shapes), `profile:V` (ncu of kernel V = 0 CUTLASS, 128 / 256
+# (about 4 min here on 2 cores the first time, seconds after a kernel edit; on the GPU machine ~70 s a call)
+# Steps: `bench` (the four training shapes), `profile:V` (ncu of kernel V = 0 CUTLASS, 128 / 256 [x2]
 # hand-written, one launch at 4096x4096x16384, with a per-SASS-line summary). Everything ncu writes
 # comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail

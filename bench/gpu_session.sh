@@ -20,7 +20,7 @@ if [ "${1:-}" = "fp8" ]; then
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py \
     -k "hand_written and (77-136 or 129-8)" -p no:cacheprovider > "$OUT/sanitizer_fp8.log" 2>&1
   echo "compute-sanitizer memcheck (hand-written FP8 kernel): exit $?"; tail -2 "$OUT/sanitizer_fp8.log"
-  timeout 240 "$OLDPWD"/build/*/fp4gemm_bench 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 2>&1 | tee "$OUT/gemm_bench_fp8.md"
+  timeout 240 "$OLDPWD"/build/cp3*/fp4gemm_bench 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 2>&1 | tee "$OUT/gemm_bench_fp8.md"
   FP4GEMM_SM90_FP8=256x2 FP4GEMM_SM90_TILE=large timeout 200 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py 2>&1 | tail -4
   exit 0
 fi
@@ -36,7 +36,7 @@ if [ "${1:-}" != "quick" ]; then
     -k "(matches_float64 and 77-136 and random) or window or nan_block or mixed or bad" -p no:cacheprovider > "$OUT/sanitizer_gemm.log" 2>&1
   echo "compute-sanitizer memcheck (GEMM tests): exit $?"; tail -3 "$OUT/sanitizer_gemm.log"
 fi
-timeout 150 "$OLDPWD"/build/*/fp4gemm_bench 2>&1 | tee "$OUT/gemm_bench_cpp.md"
+timeout 150 "$OLDPWD"/build/cp3*/fp4gemm_bench 2>&1 | tee "$OUT/gemm_bench_cpp.md"
 timeout 150 python3 "$OLDPWD/bench/bench_gemm.py" 2>&1 | tee "$OUT/bench_gemm.md"
 [ "${1:-}" = "quick" ] || timeout 150 python3 "$OLDPWD/bench/bench_quantize.py" 2>&1 | tee "$OUT/bench_quantize.md"
 timeout 240 python3 "$OLDPWD/bench/bench_training.py" 2>&1 | tee "$OUT/bench_training.md"
