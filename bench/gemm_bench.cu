@@ -3,6 +3,7 @@
 //   fp4gemm_bench [MxNxK ...]
 //   fp4gemm_bench --profile V MxNxK   (for ncu: the MXFP4 FP8 kernel alone, 3 launches, on operands
 //                                      folded once; V = 0 CUTLASS's kernel, 128 / 256 [x2] the hand-written one)
+//   fp4gemm_bench --order [MxNxK ...]   (the hand-written kernel's tile order swept: groups of tile rows)
 // Rows per shape (TFLOP/s = 2MNK / median time of 20 back-to-back launches, CUDA events):
 //   fp4gemm mxfp4 call / kernel   fp4gemm::gemm (folds + GEMM + fixup) / the tensor-core GEMM alone
 //   fp4gemm nvfp4 call / kernel
@@ -244,10 +245,49 @@ int profile(const std::string& variant, const std::string& shape) {
   return 0;
 }
 
+// --order: the hand-written kernel's tile order, swept (groups of G tile rows, column by column
+// within a group), at the variants 128x2 (CUTLASS's tile, cluster and stages) and 256, beside the
+// CUTLASS kernel at its dispatch's swizzle. MXFP4 kernel TFLOP/s, the better median of two rounds.
+int sweep_order(const std::vector<std::string>& shapes) {
+  constexpr int kGroups[] = {2, 4, 8, 16, 32};
+  std::printf("| M x N x K | variant | CUTLASS kernel | group 2 | 4 | 8 | 16 | 32 |\n|---|---|---|---|---|---|---|---|\n");
+  std::mt19937 rng(0);
+  for (const auto& shape : shapes) {
+    int64_t M = 0, N = 0, K = 0;
+    if (!parse_shape(shape, M, N, K)) return 2;
+    Problem pr(Format::MXFP4, M, N, K, rng);
+    cuda::Sm90Args s = pr.folded();
+    const double tflop = 2.0 * double(M) * double(N) * double(K) / 1e12;
+    auto best_of_two = [&] {
+      double ms = 1e30;
+      for (int round = 0; round < 2; ++round) ms = std::min(ms, median_ms([&] { cuda::sm90_gemm(s, nullptr); }));
+      return tflop / (ms * 1e-3);
+    };
+    s.fp8_block_m = 0;
+    const double cutlass = best_of_two();
+    for (auto [block_m, cluster] : {std::pair{128, 2}, std::pair{256, 1}}) {
+      s.fp8_block_m = block_m;
+      s.fp8_cluster = cluster;
+      std::printf("| %s | %d%s | %.0f |", shape.c_str(), block_m, cluster == 2 ? "x2" : "", cutlass);
+      for (int group : kGroups) {
+        s.fp8_group_m = group;
+        std::printf(" %.0f |", best_of_two());
+      }
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc == 4 && std::string(argv[1]) == "--profile") return profile(argv[2], argv[3]);
+  if (argc > 1 && std::string(argv[1]) == "--order")
+    return sweep_order(argc > 2 ? std::vector<std::string>(argv + 2, argv + argc)
+                                : std::vector<std::string>{"16384x4096x4096", "8192x8192x8192", "16384x11008x4096",
+                                                           "4096x4096x16384"});
   std::vector<std::string> shapes = {"8192x8192x8192", "16384x4096x4096", "16384x11008x4096",
                                      "4096x4096x16384", "128x8192x8192", "1x8192x8192"};
   if (argc > 1) shapes.assign(argv + 1, argv + argc);

@@ -8,8 +8,9 @@
 #                                                            CUBLAS: the nvidia-cublas wheel's nvidia/cu13)
 #   run: bash bench/gpu_dev.sh STEP...   carry: build/dev/libfp4gemm_core.a, build/dev/gemm_bench.o
 # (about 4 min here on 2 cores the first time, seconds after a kernel edit; on the GPU machine ~70 s a call)
-# Steps: `bench` (the four training shapes), `profile:V` (ncu of kernel V = 0 CUTLASS, 128 / 256 [x2]
-# hand-written, one launch at 4096x4096x16384, with a per-SASS-line summary). Everything ncu writes
+# Steps: `bench` (the four training shapes), `order` (the hand-written kernel's tile order swept),
+# `profile:V` (ncu of kernel V = 0 CUTLASS, 128 / 256 [x2] hand-written, one launch at
+# 4096x4096x16384, with a per-SASS-line summary). Everything ncu writes
 # comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -23,6 +24,7 @@ mkdir -p /tmp/ncu
 for step in "$@"; do
   case "$step" in
     bench) timeout 240 $bin 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 ;;
+    order) timeout 240 $bin --order ;;
     profile:*)
       v=${step#profile:}
       timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight \

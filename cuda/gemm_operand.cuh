@@ -65,6 +65,7 @@ struct Sm90Args {
   int swizzle = 1;               // CUTLASS persistent scheduler: max_swizzle_size
   int fp8_block_m = 0;           // FP8 large tiles, plain D: 0 CUTLASS's kernel, 128 / 256 the hand-written one
   int fp8_cluster = 1;           // the hand-written kernel's cluster: 1, or 2 (B multicast)
+  int fp8_group_m = 0;           // its tile order's group of tile rows; 0: the kernel's default (a bench sweep)
   // D quantized in the epilogue (epilogue_quantize.cuh) instead of stored in out_dtype: rowwise along
   // N by d_cfg (MXFP4, or NVFP4 with its amax given) into d_out; d32 [M, N] fp32 takes D instead
   // while B has special rows (the fixup then requantizes, gemm.cu).

@@ -46,7 +46,7 @@ constexpr int kMathThreads = 256;      // two math warp groups
 constexpr int kThreads = kMathThreads + 128;  // + the producer warp group (one thread issues the TMA)
 constexpr int kSmemLimit = 232448;     // sm_90's dynamic shared memory per block
 constexpr int kProducerRegs = 40, kMathRegs = 232;
-constexpr int kGroupM = 8;             // tile rows visited before moving along N (L2 reuse)
+constexpr int kGroupM = 8;             // tile rows visited before moving along N (L2 reuse), by default
 // Named barriers (CUTLASS offsets these past the ones it reserves): the issue turns, each group's slabs.
 constexpr int kTurn0 = 0, kTurn1 = 1, kSlab0 = 2;
 
@@ -71,6 +71,7 @@ struct Params {
   const float* bias;  // null: nothing added
   double alpha;
   int m, n, chunks;
+  int group_m;  // tile rows per group of the tile order, a multiple of the cluster
 };
 
 // Item t of the persistent order, over rows of `group`-row groups: column by column within a group.
@@ -162,7 +163,7 @@ fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUte
   // With a cluster, CTA `rank` takes tile row tm * kCluster + rank of each item (past M when the
   // tile rows are odd: TMA reads zeros, the stores clip).
   const TileOrder order{((p.m + kBlockM - 1) / kBlockM + kCluster - 1) / kCluster, (p.n + kBlockN - 1) / kBlockN,
-                        kGroupM / kCluster};
+                        p.group_m / kCluster};
   const int rank = kCluster > 1 ? int(cute::block_rank_in_cluster()) : 0;
   const int first = int(blockIdx.x) / kCluster, step = int(gridDim.x) / kCluster;
 
@@ -417,7 +418,8 @@ void run(const Sm90Args& g, cudaStream_t stream) {
   });
   const int64_t items = ((M + kBlockM * kCluster - 1) / (kBlockM * kCluster)) * ((N + kBlockN - 1) / kBlockN);
   const int grid = int(std::min<int64_t>(items, clusters)) * kCluster;
-  const Params p{g.a.factor, g.b.factor, g.bias, g.alpha, int(M), int(N), chunks};
+  const int group_m = std::max(kCluster, (g.fp8_group_m > 0 ? g.fp8_group_m : kGroupM) / kCluster * kCluster);
+  const Params p{g.a.factor, g.b.factor, g.bias, g.alpha, int(M), int(N), chunks, group_m};
   kernel<<<grid, kThreads, L::kBytes, stream>>>(map_a, map_b, map_sfa, map_d, p);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
