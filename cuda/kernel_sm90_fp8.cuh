@@ -63,6 +63,8 @@ struct Layout {  // (kCluster changes nothing here: each CTA's stage holds all o
   static constexpr int kBarriers = kSfa + kStages * kSfaBytes;
   static constexpr int kBytes = kBarriers + 2 * kStages * 8;
   static_assert(kSlabBytes % 1024 == 0 && kABytes % 1024 == 0 && kStages >= 3 && kBytes <= kSmemLimit);
+  // advance(): every start address, / 16, fits the descriptor's 14-bit field, so adds never carry.
+  static_assert(kBytes + 1024 <= (1 << 18));
 };
 
 struct Params {
@@ -148,7 +150,7 @@ __device__ __forceinline__ void store_pair(uint32_t addr, double v0, double v1) 
 }
 
 template <int kBlockM, int kCluster, class ElementD>
-__global__ void __launch_bounds__(kThreads, 1) __cluster_dims__(kCluster, 1, 1)
+__global__ void __launch_bounds__(kThreads, 1)  // the cluster, if any, is a launch attribute (run())
 fp8_gemm(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
          const __grid_constant__ CUtensorMap map_sfa, const __grid_constant__ CUtensorMap map_d, Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -404,24 +406,36 @@ void run(const Sm90Args& g, cudaStream_t stream) {
   const CUtensorMap map_d = tensor_map(g.d, tma_type<ElementD>(), N, M, N * sizeof(ElementD), L::kSlabN, 64,
                                        CU_TENSOR_MAP_SWIZZLE_64B, "D");
   auto kernel = fp8_gemm<kBlockM, kCluster, ElementD>;
+  // Alone: a plain launch. In a cluster: the cluster's shape as a launch attribute.
+  cudaLaunchAttribute cluster[1] = {};
+  cluster[0].id = cudaLaunchAttributeClusterDimension;
+  cluster[0].val.clusterDim.x = kCluster, cluster[0].val.clusterDim.y = cluster[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t config = {};
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = L::kBytes;
+  config.stream = stream;
+  config.attrs = kCluster > 1 ? cluster : nullptr;
+  config.numAttrs = kCluster > 1 ? 1 : 0;
   static int resident[64] = {};  // per device: clusters that fit at once (a cluster's CTAs share a GPC)
   const int clusters = once_per_device(resident, [&](int) {
     FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes));
     if (kCluster == 1) return sm_count();
-    cudaLaunchConfig_t config = {};
     config.gridDim = dim3(sm_count() / kCluster * kCluster);
-    config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = L::kBytes;
     int n = 0;
     FP4_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel, &config));
-    return std::max(n, 1);
+    return n;
   });
-  const int64_t items = ((M + kBlockM * kCluster - 1) / (kBlockM * kCluster)) * ((N + kBlockN - 1) / kBlockN);
-  const int grid = int(std::min<int64_t>(items, clusters)) * kCluster;
-  const int group_m = std::max(kCluster, (g.fp8_group_m > 0 ? g.fp8_group_m : kGroupM) / kCluster * kCluster);
+  if (clusters < 1)
+    throw std::runtime_error("fp4gemm sm90 FP8 GEMM: no cluster of " + std::to_string(kCluster) +
+                             " CTAs of the hand-written kernel fits this GPU");
+  const int64_t tiles_m = (M + kBlockM - 1) / kBlockM, clustered_m = (tiles_m + kCluster - 1) / kCluster;
+  const int64_t items = clustered_m * ((N + kBlockN - 1) / kBlockN);
+  config.gridDim = dim3(unsigned(std::min<int64_t>(items, clusters)) * kCluster);
+  // The order's group: a multiple of the cluster, at most all tile rows (no overflow in TileOrder).
+  const int64_t group = g.fp8_group_m > 0 ? g.fp8_group_m : kGroupM;
+  const int group_m = int(std::clamp<int64_t>(group / kCluster, 1, std::max<int64_t>(clustered_m, 1))) * kCluster;
   const Params p{g.a.factor, g.b.factor, g.bias, g.alpha, int(M), int(N), chunks, group_m};
-  kernel<<<grid, kThreads, L::kBytes, stream>>>(map_a, map_b, map_sfa, map_d, p);
-  FP4_CUDA_CHECK(cudaGetLastError());
+  FP4_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, map_a, map_b, map_sfa, map_d, p));
 }
 
 }  // namespace fp4gemm::cuda::fp8_kernel
