@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <random>
 #include <iterator>
@@ -238,8 +237,7 @@ int profile(const std::string& variant, const std::string& shape) {
   std::mt19937 rng(0);
   Problem pr(Format::MXFP4, M, N, K, rng);
   cuda::Sm90Args s = pr.folded();
-  s.fp8_block_m = std::atoi(variant.c_str());  // 0, 128, 256, with x2 for a cluster of two
-  s.fp8_cluster = variant.find("x2") != std::string::npos ? 2 : 1;
+  cuda::select_fp8_kernel(s, variant.c_str());
   for (int i = 0; i < 3; ++i) cuda::sm90_gemm(s, nullptr);
   FP4_CUDA_CHECK(cudaDeviceSynchronize());
   return 0;

@@ -7,6 +7,14 @@ import csv
 import sys
 
 
+def num(text):
+    """A CSV cell as a number: thousands separators dropped, empty or non-numeric ("-") as 0."""
+    try:
+        return float(text.replace(",", "") or 0)
+    except ValueError:
+        return 0.0
+
+
 def rows(path):
     with open(path, newline="") as f:
         lines = [line for line in f if line.startswith('"')]  # ncu prints notes before the table
@@ -31,10 +39,7 @@ def main() -> None:
         print("columns:", list(lines[0])[:20])
         return
     def samples(r):
-        try:
-            return float(r[key].replace(",", "") or 0)
-        except ValueError:
-            return 0.0
+        return num(r[key])
     total = sum(samples(r) for r in lines)
     by_op = {}  # samples by opcode (predicate and modifiers dropped): which kind of wait dominates
     for r in lines:
@@ -46,13 +51,13 @@ def main() -> None:
     print(f"{len(lines)} SASS lines, {total:.0f} stall samples; the top 20:")
     def reason(r):  # the stall reason with the most samples on this line
         best = max(((k, r[k]) for k in r if k and k.startswith("stall_") and "Not Issued" not in k),
-                   key=lambda kv: float(kv[1].replace(",", "") or 0), default=("?", "0"))
+                   key=lambda kv: num(kv[1]), default=("?", "0"))
         return best[0][len("stall_"):]
     by_reason = {}
     for r in lines:
         for k in r:
             if k and k.startswith("stall_") and "Not Issued" not in k:
-                by_reason[k[6:]] = by_reason.get(k[6:], 0.0) + float(r[k].replace(",", "") or 0)
+                by_reason[k[6:]] = by_reason.get(k[6:], 0.0) + num(r[k])
     print("by reason: " + ", ".join(f"{k} {100 * v / max(total, 1):.1f}%" for k, v in
                                     sorted(by_reason.items(), key=lambda kv: -kv[1])[:10]))
     for i, r in sorted(enumerate(lines), key=lambda ir: -samples(ir[1]))[:20]:

@@ -80,12 +80,7 @@ Sm90Args sm90_args(const GemmArgs& g) {
   if (const char* t = std::getenv("FP4GEMM_SM90_TILE"))
     s.tile = std::string(t) == "small" ? Sm90Tile::Small : Sm90Tile::Large;
   if (const char* w = std::getenv("FP4GEMM_SM90_SWIZZLE")) s.swizzle = std::max(1, std::atoi(w));
-  if (const char* k = std::getenv("FP4GEMM_SM90_FP8")) {  // 128 / 256 [x2]: the hand-written FP8 kernel's tile [cluster]
-    const int m = std::atoi(k);
-    s.fp8_block_m = m == 128 || m == 256 ? m : 0;
-    const char* x = std::strchr(k, 'x');
-    s.fp8_cluster = x && std::atoi(x + 1) == 2 ? 2 : 1;
-  }
+  if (const char* k = std::getenv("FP4GEMM_SM90_FP8")) select_fp8_kernel(s, k);
   return s;
 }
 
@@ -297,6 +292,13 @@ void seed_amax(const QuantizeConfig& c, const QuantizedOut& o, cudaStream_t stre
 }
 
 }  // namespace
+
+void select_fp8_kernel(Sm90Args& s, const char* spec) {
+  const int m = std::atoi(spec);
+  s.fp8_block_m = m == 128 || m == 256 ? m : 0;
+  const char* x = std::strchr(spec, 'x');
+  s.fp8_cluster = x && std::atoi(x + 1) == 2 ? 2 : 1;
+}
 
 size_t gemm_workspace_size(const GemmArgs& g) {
   const GemmPath p = path_here(g);

@@ -93,5 +93,8 @@ FP4_SM90_DECLARE(sm90_bf16_large)
 FP4_SM90_DECLARE(sm90_bf16_small)
 #undef FP4_SM90_DECLARE
 void sm90_fp8_direct(const Sm90Args& args, cudaStream_t stream);  // kernel_sm90_fp8.cuh
+// `spec` as FP4GEMM_SM90_FP8 spells it, "128" / "256" [+ "x2"]: the hand-written FP8 kernel's tile
+// [cluster]; anything else selects CUTLASS's kernel (gemm.cu).
+void select_fp8_kernel(Sm90Args& s, const char* spec);
 
 }  // namespace fp4gemm::cuda
