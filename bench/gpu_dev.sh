@@ -6,18 +6,27 @@
 #     -Iinclude -Isrc -Icuda -I$CUTLASS/include -I$CUTLASS/tools/util/include -I$CUBLAS/include \
 #     -c bench/gemm_bench.cu -o build/dev/gemm_bench.o       (CUTLASS: the wheel's cutlass_library/source;
 #                                                            CUBLAS: the nvidia-cublas wheel's nvidia/cu13)
-#   run: bash bench/gpu_dev.sh STEP...   carry: build/dev/libfp4gemm_core.a, build/dev/gemm_bench.o
+#   nvcc -std=c++17 -O3 -Iinclude -gencode arch=compute_90a,code=sm_90a -c bench/quantize_bench.cu -o build/dev/quantize_bench.o
+#   run: bash bench/gpu_dev.sh STEP...   carry: build/dev/libfp4gemm_core.a, build/dev/gemm_bench.o,
+#        build/dev/quantize_bench.o (the objects the steps link)
 # (about 4 min here on 2 cores the first time, seconds after a kernel edit; on the GPU machine ~70 s a call)
 # Steps: `bench` (the four training shapes), `order` (the hand-written kernel's tile order swept),
 # `profile:V` (ncu of kernel V = 0 CUTLASS, 128 / 256 [x2] hand-written, one launch at
-# 4096x4096x16384, with a per-SASS-line summary). Everything ncu writes
+# 4096x4096x16384, with a per-SASS-line summary), `quant` (fp4gemm_quantize_bench: the rowwise quantize
+# kernels' bytes against the CPU path, and their bandwidth against a copy). Everything ncu writes
 # comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 lib=$(dirname "$(find / -name 'libcublasLt.so*' -not -path '/proc/*' 2>/dev/null | head -1)")
-nvcc -o build/dev/fp4gemm_bench build/dev/gemm_bench.o build/dev/libfp4gemm_core.a -L"$lib" -lcublasLt \
-  || { echo "link failed"; exit 1; }
+if [ -f build/dev/gemm_bench.o ]; then
+  nvcc -o build/dev/fp4gemm_bench build/dev/gemm_bench.o build/dev/libfp4gemm_core.a -L"$lib" -lcublasLt \
+    || { echo "link failed"; exit 1; }
+fi
+if [ -f build/dev/quantize_bench.o ]; then
+  nvcc -o build/dev/fp4gemm_quantize_bench build/dev/quantize_bench.o build/dev/libfp4gemm_core.a \
+    || { echo "link failed"; exit 1; }
+fi
 export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"
 bin=build/dev/fp4gemm_bench
 mkdir -p /tmp/ncu
@@ -25,6 +34,7 @@ for step in "$@"; do
   case "$step" in
     bench) timeout 240 $bin 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 ;;
     order) timeout 240 $bin --order ;;
+    quant) timeout 400 build/dev/fp4gemm_quantize_bench ;;
     profile:*)
       v=${step#profile:}
       timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight \

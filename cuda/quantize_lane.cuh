@@ -192,4 +192,10 @@ inline DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int6
   return d;
 }
 
+// Rowwise-only quantization with whole RHT blocks per thread (quantize_rowblocks.cu), the fast path for
+// contiguous bf16 input: runs it and returns true, or returns false where it does not apply (the
+// caller runs the lane kernel). FP4GEMM_QUANTIZE_KERNEL=lanes turns it off.
+bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
+                        cudaStream_t stream);
+
 }  // namespace fp4gemm::cuda

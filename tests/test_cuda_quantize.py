@@ -34,6 +34,10 @@ def inputs(kind, shape, dtype, seed=0):
         x = x * 1e35
     elif kind == "const":
         x = torch.full(shape, -1.75)
+    elif kind == "signed_zeros":  # +-0 rows and blocks, exact cancellations (signs of zero results)
+        x[::3] = 0.0
+        x[1::3, ::2] = -0.0
+        x[2::3] = torch.where(torch.arange(shape[-1]) % 2 == 0, 1.0, -1.0)
     elif kind == "zeros_and_nan":
         x[..., :32] = 0
         x.view(-1)[5] = float("nan")
@@ -80,6 +84,51 @@ def test_shapes_rowwise(fmt, kw, shape):
     x = inputs("heavy", shape, torch.bfloat16)
     qc, qg = both(x, fmt, kw)
     assert_same(qc, qg)
+
+
+# The block-per-thread kernel (quantize_rowblocks.cu): rowwise-only bf16 calls on contiguous rows with
+# K a multiple of max(g, 64). Shapes: a partial last stage, rows of 640 (W = 128 blocks cross no row).
+ROWBLOCK_MODES = [
+    ("mxfp4", dict()), ("mxfp4", dict(scale_rule="rceil", hadamard=fp4gemm.Hadamard(16, seed=2))),
+    ("mxfp4", dict(scale_rule="even", hadamard=fp4gemm.Hadamard(32, seed=3))),
+    ("mxfp4", dict(hadamard=fp4gemm.Hadamard(64, seed=4))), ("mxfp4", dict(hadamard=fp4gemm.Hadamard(128, seed=5))),
+    ("mxfp4", dict(rounding="sr", prescale=True, hadamard=fp4gemm.Hadamard(64, seed=6))),
+    ("mxfp4", dict(rounding="sr", hadamard=fp4gemm.Hadamard(128, seed=7))),
+    ("nvfp4", dict()), ("nvfp4", dict(scale_rule="torchao", rounding="sr")),
+    ("nvfp4", dict(hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS), rounding="sr")),
+    ("nvfp4", dict(hadamard=fp4gemm.Hadamard(128, seed=8), prescale=True)),
+]
+
+
+@pytest.mark.parametrize("fmt,kw", ROWBLOCK_MODES)
+@pytest.mark.parametrize("kind", ["normal", "heavy", "tiny", "huge", "const", "zeros_and_nan", "signed_zeros"])
+@pytest.mark.parametrize("shape", [(3, 128), (257, 640), (64, 4096)])
+def test_rowblock_kernel_bytes_match_cpu(fmt, kw, kind, shape):
+    x = inputs(kind, shape, torch.bfloat16)
+    qc, qg = both(x, fmt, kw)
+    assert_same(qc, qg)
+    _, qb = both(x, fmt, kw, scale_layout="blocked")  # the blocked scales' byte stores
+    assert torch.equal(qb.scale.view(torch.uint8).cpu(), fp4gemm.to_blocked(qc.scale).view(torch.uint8))
+    assert torch.equal(qb.codes().cpu(), qc.codes())
+
+
+def test_rowblock_kernel_runs_and_the_lane_kernel_agrees(monkeypatch):
+    """The profiler's kernel names show which kernel ran, so the byte tests above cannot pass by
+    running the lane kernel; FP4GEMM_QUANTIZE_KERNEL=lanes selects that one, with the same bytes."""
+    x = inputs("heavy", (512, 2048), torch.bfloat16).cuda()
+    kw = dict(rounding="sr", seed=3, hadamard=fp4gemm.Hadamard(128, seed=1))
+
+    def run():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            q = fp4gemm.quantize(x, **kw)
+            torch.cuda.synchronize()
+        return q, [e.name for e in prof.events()]
+    q, names = run()
+    assert any("quantize_rowblocks" in n for n in names), names
+    monkeypatch.setenv("FP4GEMM_QUANTIZE_KERNEL", "lanes")
+    q2, names = run()
+    assert not any("quantize_rowblocks" in n for n in names) and any("quantize_rows" in n for n in names), names
+    assert_same(q, q2)
 
 
 # Columnwise, a thread owns 32 rows of a column: NVFP4 / fp4_row tiles whose last span holds one
