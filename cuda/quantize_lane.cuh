@@ -80,30 +80,38 @@ __device__ __forceinline__ void sr_numbers(uint32_t (&r)[N], const DirArgs& d, n
   }
 }
 
-// Encode the N values of one block with scale s: code i goes to bits 4 (i % 8) of words[i / 8]
-// (little-endian packed bytes, two codes each); clip bit i (|v| >= 6) only when a QuEST mask is written.
-template <int N, bool kMask>
-__device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& d, const Codec& codec, uint32_t s,
-                                            float mult, num::Stream stream, int64_t pos, uint32_t (&words)[N / 8],
-                                            uint32_t& clipped) {
+// Encode N values: code i goes to bits 4 (i % 8) of words[i / 8] (little-endian packed bytes, two codes
+// each); enc(i, v[i], r) gives code i as bits(2^23 + code | sign) (kPackBias), r its 16-bit SR number
+// (positions pos .. pos + N - 1 of `stream`, pos % 8 == 0; drawn only for SR).
+template <int N, class Enc>
+__device__ __forceinline__ void pack_codes(const float (&v)[N], const DirArgs& d, bool sr, num::Stream stream,
+                                            int64_t pos, uint32_t (&words)[N / 8], Enc&& enc) {
   constexpr int kRun = N < kSrRun ? N : kSrRun;
   FP4_UNROLL
   for (int r0 = 0; r0 < N; r0 += kRun) {
     uint32_t rbits[kRun] = {};
-    if (codec.rounding == Rounding::SR) sr_numbers(rbits, d, stream, uint64_t(pos + r0));  // pos % 8 == 0
+    if (sr) sr_numbers(rbits, d, stream, uint64_t(pos + r0));
     FP4_UNROLL
     for (int w = 0; w < kRun / 8; ++w) {  // eight codes per word, packed by multiply-adds
       uint32_t acc = 0;
       FP4_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        const int i = r0 + 8 * w + j;
-        const float a = codec.scaled(v[i], mult, s);
-        acc += codec.encode_bits(a, rbits[8 * w + j]) * (1u << (4 * j));
-        if (kMask) clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u : 0u) << i;
-      }
+      for (int j = 0; j < 8; ++j) acc += enc(r0 + 8 * w + j, v[r0 + 8 * w + j], rbits[8 * w + j]) * (1u << (4 * j));
       words[(r0 + 8 * w) / 8] = acc - num::kPackBias;
     }
   }
+}
+
+// A block's values with scale s through the codec (scaled value, then E2M1): code i of v[i]; clip bit
+// i (|scaled| >= 6) only when a QuEST mask is written.
+template <int N, bool kMask>
+__device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& d, const Codec& codec, uint32_t s,
+                                            float mult, num::Stream stream, int64_t pos, uint32_t (&words)[N / 8],
+                                            uint32_t& clipped) {
+  pack_codes(v, d, codec.rounding == Rounding::SR, stream, pos, words, [&](int i, float x, uint32_t r) {
+    const float a = codec.scaled(x, mult, s);
+    if (kMask) clipped |= (num::abs_f(a) >= num::kE2M1Max ? 1u : 0u) << i;
+    return codec.encode_bits(a, r);
+  });
 }
 
 // NVFP4's element multiplier is a function of the block's E4M3 scale byte (0..126; 127 is NaN) and

@@ -33,7 +33,7 @@ template <class T, int W>
 struct RowBlockShape {
   static constexpr int kPieces = W * int(sizeof(T)) / kRbPiece;   // 128-byte pieces per thread
   static constexpr int kStageBytes = kRbThreads * W * int(sizeof(T));
-  static constexpr int kStages = kStageBytes <= 16384 ? 4 : kStageBytes <= 32768 ? 3 : 2;
+  static constexpr int kStages = kStageBytes <= 16384 ? 4 : 2;  // W = 128: 3 CTAs per SM (168 registers)
   static constexpr int kSmem = kStages * kStageBytes + 1024;       // + alignment slack for the swizzle
   static constexpr int kBox = kRbThreads * kPieces < 256 ? kRbThreads * kPieces : 256;  // TMA box rows
 };
@@ -104,9 +104,10 @@ __device__ __forceinline__ void rb_values(float (&v)[W], uint32_t stage, int row
   }
 }
 
-// Butterfly stages h = 1 .. G/2 on every g-block of the W values, then the 1/sqrt(g) multiply:
-// numerics.h hadamard_block's operations in its order (its sign flips came with the values).
-template <int G, int W>
+// Butterfly stages h = 1 .. G/2 on every g-block of the W values, then the 1/sqrt(g) multiply unless
+// kDeferScale (the encoder takes it): numerics.h hadamard_block's operations in its order (its sign
+// flips came with the values).
+template <int G, bool kDeferScale, int W>
 __device__ __forceinline__ void rb_hadamard(float (&v)[W]) {
   FP4_UNROLL
   for (int h = 1; h < G; h <<= 1) {
@@ -118,9 +119,37 @@ __device__ __forceinline__ void rb_hadamard(float (&v)[W]) {
         v[k + h] = a - b;
       }
   }
+  if (kDeferScale) return;
   const float scale = num::inv_sqrt_pow2(G);
   FP4_UNROLL
   for (int k = 0; k < W; ++k) v[k] = v[k] * scale;
+}
+
+// MXFP4 block encode without the multiply by its scale 2^-e per element (numerics.h e2m1_scaled):
+// v = y * 2^-e is read off y by the grid. kShift > 0: u holds the RHT output before its 1/sqrt(g) =
+// 2^-kShift (g = 16, 64), which the grid takes too (y = u 2^-kShift is exact where it matters, below).
+// With the 3/4 prescale, one multiply per element remains (3/4 2^-kShift, rounded as the CPU's
+// (y * 3/4) 2^-e is wherever the result is normal). Returns false where it does not apply: a NaN
+// block, or e below kMinExp (block amax < 2^-98), where y or v could be subnormal and their
+// rounding matter; there |v| < 2^(-126-e) <= 2^-26 keeps every code at zero and every SR threshold at 0.
+constexpr int kMinExp = -100;
+template <Rounding Rd, int kShift, int N>
+__device__ __forceinline__ bool encode_mx_scaled(const float (&u)[N], const DirArgs& d, bool prescale, uint32_t s,
+                                                 int64_t pos, uint32_t (&words)[N / 8]) {
+  const int e = int(s) - 127;
+  if (s == num::kE8M0NaN || e < kMinExp) return false;
+  auto encode = [&](auto kPre) {  // the prescale branch outside the per-element loop
+    constexpr bool kPrescale = decltype(kPre)::value;
+    const num::E2M1Scaled grid = num::e2m1_scaled(kPrescale ? e : e + kShift);
+    pack_codes(u, d, Rd == Rounding::SR, num::Stream::Rowwise, pos, words, [&](int, float x, uint32_t r) {
+      const float y = kPrescale ? x * (0.75f * num::exp2i(-kShift)) : x;  // an exact constant
+      if constexpr (Rd == Rounding::SR) return num::e2m1_sr_scaled_bits(y, grid, r);
+      else return num::e2m1_rtn_scaled_bits(y, grid);
+    });
+  };
+  if (prescale) encode(std::true_type{});
+  else encode(std::false_type{});
+  return true;
 }
 
 template <class In, Format F, ScaleRule Rule, Rounding Rd, int G>
@@ -130,6 +159,8 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
   constexpr int W = rowblock_width(G), BS = F == Format::NVFP4 ? num::kNvBlock : num::kMxBlock;
   using Shape = RowBlockShape<T, W>;
   constexpr int kPer = kRbThreads * Shape::kPieces, kElemsPerPiece = kRbPiece / int(sizeof(T));
+  // MXFP4 with g = 16 / 64: 1/sqrt(g) = 2^-kShift is exact, and the encoder takes it with the block scale.
+  constexpr int kShift = F == Format::MXFP4 ? (G == 16 ? 2 : G == 64 ? 3 : 0) : 0;
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;  // the swizzle pattern needs 1 KB alignment
   __shared__ __align__(8) uint64_t full[Shape::kStages];
@@ -165,7 +196,7 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
 
     const int64_t piece = tile * kPer + int64_t(threadIdx.x) * Shape::kPieces;
     if (piece >= a.pieces) continue;  // past the end (zero fill)
-    if constexpr (G != 0) rb_hadamard<G, W>(v);
+    if constexpr (G != 0) rb_hadamard<G, kShift != 0, W>(v);
     const int64_t pos = piece * kElemsPerPiece;  // = line * K + col: the input is contiguous
     uint32_t words[W / 8];
     uint8_t scales[W / BS];
@@ -174,10 +205,20 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
       float u[BS];
       FP4_UNROLL
       for (int i = 0; i < BS; ++i) u[i] = v[b * BS + i];
-      const uint32_t sc = codec.scale_from_amax(lane_amax(u));
+      // The block amax of y = u 2^-kShift is the amax of u times 2^-kShift: rounding is monotonic.
+      const float amax = lane_amax(u) * num::exp2i(-kShift);
+      const uint32_t sc = codec.scale_from_amax(amax);
       scales[b] = uint8_t(sc);
       uint32_t bw[BS / 8], clipped = 0;
-      encode_block(u, d, codec, sc, kNvTable ? nv_mult : nullptr, num::Stream::Rowwise, pos + b * BS, bw, clipped);
+      bool done = false;
+      if constexpr (F == Format::MXFP4) done = encode_mx_scaled<Rd, kShift>(u, d, codec.prescale, sc, pos + b * BS, bw);
+      if (!done) {
+        if (kShift) {
+          FP4_UNROLL
+          for (int i = 0; i < BS; ++i) u[i] = u[i] * num::exp2i(-kShift);  // = inv_sqrt_pow2(G): the deferred multiply
+        }
+        encode_block(u, d, codec, sc, kNvTable ? nv_mult : nullptr, num::Stream::Rowwise, pos + b * BS, bw, clipped);
+      }
       FP4_UNROLL
       for (int i = 0; i < BS / 8; ++i) words[b * (BS / 8) + i] = bw[i];
     }

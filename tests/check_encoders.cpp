@@ -30,6 +30,25 @@ static uint8_t sr_gpu_form(float v, uint32_t r) {
   return uint8_t(f32_bits(c) - kGridBase);
 }
 
+// e2m1_sr_scaled_bits' GPU form, likewise in round-toward-zero.
+static uint8_t sr_gpu_form_scaled(float y, const E2M1Scaled& s, uint32_t r) {
+  const E2M1Grid g = e2m1_grid_scaled(y, s);
+  volatile float t = std::fmaf(g.a, g.f, sr_addend(r));
+  volatile float c = t + g.M;
+  return uint8_t(f32_bits(c) - kGridBase);
+}
+
+// y * 2^-e rounded to nearest (as the GPU's FMUL), whatever the host's rounding mode.
+static float scaled_rn(float y, int e) {
+  const int mode = std::fegetround();
+  std::fesetround(FE_TONEAREST);
+  volatile float v = y * exp2i(-e);
+  std::fesetround(mode);
+  return v;
+}
+// Block exponents for the scaled forms: the normal range's ends, Inf L (e >= 126), and between.
+static const int kExps[] = {-126, -125, -124, -100, -20, -2, 0, 3, 40, 125, 126, 127};
+
 // The SR threshold floor(t 2^16) of e2m1_sr, to probe r at the decision edge.
 static uint32_t sr_threshold(float v) {
   const uint32_t u = f32_bits(v) & 0x7FFFFFFFu;
@@ -50,11 +69,13 @@ static void for_inputs(uint64_t stride, F&& f) {
 
 int main(int argc, char** argv) {
   const uint64_t stride = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1;  // CI: a sample
-  uint64_t bad_rtn = 0, bad_sr = 0;
+  uint64_t bad_rtn = 0, bad_sr = 0, bad_scaled = 0;
   for_inputs(stride, [&](uint32_t i) {  // RTN in the default round-to-nearest
     const float v = bits_f32(i);
     const uint8_t want = std::isnan(v) ? uint8_t(7u | ((i >> 28) & 8u)) : rtn_integer(v);
     bad_rtn += e2m1_rtn(v) != want;
+    for (int e : kExps)  // the scaled form against RTN of the scaled value (finite: a NaN / Inf block encodes to zeros)
+      if (std::isfinite(v)) bad_scaled += e2m1_rtn_scaled_bits(v, e2m1_scaled(e)) != e2m1_rtn_bits(scaled_rn(v, e));
   });
   std::fesetround(FE_TOWARDZERO);  // for sr_gpu_form's two additions; e2m1_sr's arithmetic is exact
   uint32_t seed = 12345;
@@ -64,7 +85,15 @@ int main(int argc, char** argv) {
     seed = seed * 1664525u + 1013904223u;
     for (uint32_t r : {0u, 0xFFFFu, t, t - 1u, t + 1u, seed >> 16})  // 16-bit r
       bad_sr += sr_gpu_form(v, r & 0xFFFFu) != e2m1_sr(v, r & 0xFFFFu);
+    for (int e : kExps) {
+      if (!std::isfinite(v)) break;
+      const float x = scaled_rn(v, e);
+      const uint32_t tx = sr_threshold(x);
+      for (uint32_t r : {0u, 0xFFFFu, tx, tx - 1u, tx + 1u, seed >> 16})
+        bad_scaled += sr_gpu_form_scaled(v, e2m1_scaled(e), r & 0xFFFFu) != e2m1_sr(x, r & 0xFFFFu);
+    }
   });
-  std::printf("RTN mismatches %llu, SR mismatches %llu\n", (unsigned long long)bad_rtn, (unsigned long long)bad_sr);
-  return bad_rtn || bad_sr;
+  std::printf("RTN mismatches %llu, SR mismatches %llu, scaled mismatches %llu\n", (unsigned long long)bad_rtn,
+              (unsigned long long)bad_sr, (unsigned long long)bad_scaled);
+  return bad_rtn || bad_sr || bad_scaled;
 }

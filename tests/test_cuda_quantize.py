@@ -112,6 +112,17 @@ def test_rowblock_kernel_bytes_match_cpu(fmt, kw, kind, shape):
     assert torch.equal(qb.codes().cpu(), qc.codes())
 
 
+@pytest.mark.parametrize("fmt,kw", ROWBLOCK_MODES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_lane_kernel_bytes_match_cpu(fmt, kw, dtype, monkeypatch):
+    """The lane kernel (quantize_rows), which rowwise-only calls now reach only where the block kernel
+    does not apply (fp16 / fp32, strided rows, K not a multiple of max(g, 64), QuEST, fp4_row, g = 256)."""
+    monkeypatch.setenv("FP4GEMM_QUANTIZE_KERNEL", "lanes")
+    x = inputs("heavy", (96, 512), dtype)
+    qc, qg = both(x, fmt, kw)
+    assert_same(qc, qg)
+
+
 def test_rowblock_kernel_runs_and_the_lane_kernel_agrees(monkeypatch):
     """The profiler's kernel names show which kernel ran, so the byte tests above cannot pass by
     running the lane kernel; FP4GEMM_QUANTIZE_KERNEL=lanes selects that one, with the same bytes."""

@@ -6,6 +6,7 @@
 // (CMake builds with -ffp-contract=off, and every CUDA source that runs this code with --fmad=false.)
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -186,6 +187,39 @@ FP4_HD uint32_t e2m1_sr_bits(float v, uint32_t r) {
   return f32_bits(__fadd_rz(__fmaf_rz(g.a, g.f, sr_addend(r)), g.M));
 #else
   return kGridBase + e2m1_sr(v, r);
+#endif
+}
+
+// e2m1_grid of v = y * 2^-e read off y itself, for a multiplier 2^-e that is a power of two (an MXFP4
+// block's; its 1/sqrt(g) RHT factor too where that is a power of two): with L = 6 2^e and U = 2^e per
+// block, a = min(|y|, L) = min(|v|, 6) 2^e, max(a, U) = 2^(k+e), f = 2^(1-k-e) and M = 2^23 + 2k +
+// 8 sign(y), so a * f equals e2m1_grid(v)'s a * f exactly and the encoders round the same. That holds
+// wherever y * 2^-e is exact; where it is not (|v| < 2^-126) both forms give the signed zero code and
+// the SR threshold 0. Saves the multiply by 2^-e per element. Needs 2^e normal (e >= -126); L may be
+// Inf (e >= 126), and min(|y|, Inf) = |y| is right. Checked equal over all fp32 y for several e
+// (tests/check_encoders.cpp).
+struct E2M1Scaled { float L, U; uint32_t C; int e; };
+FP4_HD E2M1Scaled e2m1_scaled(int e) {
+  return {6.0f * exp2i(e), exp2i(e), 0x4B000000u - 254u - 2u * uint32_t(e), e};
+}
+FP4_HD E2M1Grid e2m1_grid_scaled(float y, const E2M1Scaled& s) {
+  // fminf / fmaxf (one FMNMX each on the GPU; L and U are never NaN, so they equal the compares)
+  const float a = fminf(fabsf(y), s.L);
+  const uint32_t p = f32_bits(fmaxf(a, s.U)) & 0x7F800000u;  // 2^(k+e)
+  const uint32_t M = mulhi32(p, 1u << 10) + s.C + 8u * mulhi32(f32_bits(y), 2u);
+  return {a, bits_f32(0x7F800000u - p), bits_f32(M)};
+}
+FP4_HD uint32_t e2m1_rtn_scaled_bits(float y, const E2M1Scaled& s) {
+  const E2M1Grid g = e2m1_grid_scaled(y, s);
+  return f32_bits(fma_exact(g.a, g.f, g.M));
+}
+// As e2m1_sr_bits: the GPU's two truncating operations, the host's integer form of the same decision.
+FP4_HD uint32_t e2m1_sr_scaled_bits(float y, const E2M1Scaled& s, uint32_t r) {
+#if defined(__CUDA_ARCH__)
+  const E2M1Grid g = e2m1_grid_scaled(y, s);
+  return f32_bits(__fadd_rz(__fmaf_rz(g.a, g.f, sr_addend(r)), g.M));
+#else
+  return kGridBase + e2m1_sr(mul_rn(y, exp2i(-s.e)), r);
 #endif
 }
 
