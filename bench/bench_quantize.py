@@ -16,6 +16,8 @@ import timing  # bench/timing.py, beside this script
 
 MODES = [  # (label, fmt, kwargs); the targets: RTN+RHT<=128 rowwise >= 0.85x, SR+RHT row+col >= 0.75x
     ("mxfp4 floor RTN rowwise", "mxfp4", dict()),
+    ("mxfp4 floor RTN RHT16 rowwise", "mxfp4", dict(hadamard=fp4gemm.Hadamard(16, seed=1))),
+    ("mxfp4 floor RTN RHT32 rowwise", "mxfp4", dict(hadamard=fp4gemm.Hadamard(32, seed=1))),
     ("mxfp4 floor RTN RHT64 rowwise", "mxfp4", dict(hadamard=fp4gemm.Hadamard(64, seed=1))),
     ("mxfp4 floor RTN RHT128 rowwise", "mxfp4", dict(hadamard=fp4gemm.Hadamard(128, seed=1))),
     ("mxfp4 quest RHT32 rowwise+mask", "mxfp4", dict(scale_rule="quest", hadamard=32, clip_mask=True)),
@@ -25,6 +27,7 @@ MODES = [  # (label, fmt, kwargs); the issue's targets: RTN+RHT<=128 rowwise >= 
     ("mxfp4 RTN row+col", "mxfp4", dict(columnwise=True)),
     ("nvfp4 TE RTN rowwise", "nvfp4", dict()),
     ("nvfp4 TE RTN rowwise, amax given", "nvfp4", dict(amax="given")),
+    ("nvfp4 TE RTN RHT16 rowwise, amax given", "nvfp4", dict(amax="given", hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS))),
     ("nvfp4 2D RTN row+col (weights)", "nvfp4", dict(block_2d=True, columnwise=True)),
     ("nvfp4 SR RHT16(col) row+col (TE wgrad)", "nvfp4",
      dict(rounding="sr", columnwise=True, columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS), seed=1)),

@@ -13,7 +13,12 @@
 # Steps: `bench` (the four training shapes), `order` (the hand-written kernel's tile order swept),
 # `profile:V` (ncu of kernel V = 0 CUTLASS, 128 / 256 [x2] hand-written, one launch at
 # 4096x4096x16384, with a per-SASS-line summary), `quant` (fp4gemm_quantize_bench: the rowwise quantize
-# kernels' bytes against the CPU path, and their bandwidth against a copy). Everything ncu writes
+# kernels' bytes against the CPU path, and their bandwidth against a copy), `qprofile:I` (ncu of
+# quantize mode I), `pyquant` (the GPU quantize tests, memcheck / racecheck on them and
+# bench_quantize.py, with the Python extension built here for the GPU machine's Python 3.12:
+#   cmake -S . -B build/py312 -G Ninja -DFP4GEMM_CUDA=ON -DFP4GEMM_BLACKWELL=OFF \
+#     -DPython_EXECUTABLE=<python3.12> -DCUTLASS_DIR=<wheel's cutlass_library/source> && cmake --build build/py312 --target _C
+#   carry build/py312/_C.cpython-312-x86_64-linux-gnu.so too). Everything ncu writes
 # comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -35,6 +40,25 @@ for step in "$@"; do
     bench) timeout 240 $bin 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 ;;
     order) timeout 240 $bin --order ;;
     quant) timeout 400 build/dev/fp4gemm_quantize_bench ;;
+    pyquant)
+      cp build/py312/_C.cpython-312-x86_64-linux-gnu.so python/fp4gemm/ || exit 1
+      export PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1
+      timeout 360 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_quantize.py tests/test_encoder_forms.py 2>&1 \
+        | tee "$OUT/pytest_quant.log" | tail -4
+      for tool in memcheck racecheck; do
+        timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
+          tests/test_cuda_quantize.py -k "rowblock and (normal or signed) and 257x640" > "$OUT/sanitizer_$tool.log" 2>&1
+        echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0' "$OUT/sanitizer_$tool.log") clean summaries)"
+        tail -2 "$OUT/sanitizer_$tool.log"
+      done
+      timeout 150 python3 bench/bench_quantize.py 2>&1 | tee "$OUT/bench_quantize.md" ;;
+    qprofile:*)  # ncu of quantize mode I (quantize_bench.cu's table) at 8192x8192: qprofile:I
+      i=${step#qprofile:}
+      timeout 150 ncu --launch-skip 1 -c 1 -k regex:"quantize_rowblocks" --set full -f -o /tmp/ncu/q_$i \
+        build/dev/fp4gemm_quantize_bench --profile "$i" 8192x8192 > /tmp/ncu/q_$i.log 2>&1
+      echo "== ncu quantize $i: exit $?"
+      ncu --import /tmp/ncu/q_$i.ncu-rep --page details 2>&1 | grep -E "Duration|Throughput|Registers|Achieved Occupancy|Theoretical Occupancy|Issued Ipc|Warp Cycles Per Issued|Stall|No Eligible|Block Limit|Executed Ipc" | head -40
+      ncu --import /tmp/ncu/q_$i.ncu-rep --csv --page raw --metrics smsp__pcsamp_warps_issue_stalled_barrier,smsp__pcsamp_warps_issue_stalled_long_scoreboard,smsp__pcsamp_warps_issue_stalled_wait,smsp__pcsamp_warps_issue_stalled_math_pipe_throttle,smsp__pcsamp_warps_issue_stalled_short_scoreboard,smsp__pcsamp_warps_issue_stalled_lg_throttle,smsp__pcsamp_warps_issue_stalled_mio_throttle,smsp__pcsamp_warps_issue_stalled_selected,smsp__pcsamp_warps_issue_stalled_not_selected,smsp__pcsamp_warps_issue_stalled_dispatch_stall,smsp__pcsamp_warps_issue_stalled_membar,smsp__pcsamp_warps_issue_stalled_sleeping,smsp__pcsamp_warps_issue_stalled_branch_resolving,smsp__pcsamp_warps_issue_stalled_no_instructions,smsp__pcsamp_warps_issue_stalled_drain,smsp__pcsamp_warps_issue_stalled_imc_miss,smsp__pcsamp_warps_issue_stalled_tex_throttle 2>&1 | tail -3 ;;
     profile:*)
       v=${step#profile:}
       timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight \

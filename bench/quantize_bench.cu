@@ -4,6 +4,7 @@
 // and a byte check: both kernels' bytes equal on every timed shape, and equal to the CPU path's on
 // special inputs (zeros, -0, NaN / Inf, subnormals, huge values, ties) and a random tensor.
 //   fp4gemm_quantize_bench [RxC ...]       (default 16384x4096 8192x8192 65536x4096)
+//   fp4gemm_quantize_bench --profile I RxC  (for ncu: mode I of the table alone, 3 calls, block kernel)
 // Build: cmake -DFP4GEMM_BENCH=ON, or by hand from libfp4gemm_core.a (bench/gpu_dev.sh).
 #include <cuda_runtime.h>
 
@@ -68,6 +69,8 @@ std::vector<Mode> modes() {
   };
 }
 
+cudaStream_t g_stream = nullptr;  // the calls' stream (captured into a graph for timing)
+
 struct Out {
   uint8_t *data = nullptr, *scale = nullptr;
   float* amax = nullptr;
@@ -101,20 +104,29 @@ void run(const Mode& m, const void* x, int64_t R, int64_t C, const Out& o, const
   qo.data = o.data;
   qo.scale = o.scale;
   qo.amax = o.amax;
-  quantize(x, DType::BF16, R, C, C, &cfg, &qo, nullptr, nullptr, device, nullptr);
+  quantize(x, DType::BF16, R, C, C, &cfg, &qo, nullptr, nullptr, device, g_stream);
 }
 
+// Median ms per call of fn, from CUDA-graph replays of kCalls calls (so host time per call does not
+// count, as in bench_quantize.py).
 double median_ms(const std::function<void()>& fn) {
   constexpr int kWarmup = 3, kCalls = 20, kReps = 7;
   for (int i = 0; i < kWarmup; ++i) fn();
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < kCalls; ++i) fn();
+  CK(cudaStreamEndCapture(g_stream, &graph));
+  CK(cudaGraphInstantiate(&exec, graph, 0));
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
   std::vector<float> t;
+  CK(cudaGraphLaunch(exec, g_stream));
   for (int r = 0; r < kReps; ++r) {
-    cudaEventRecord(a);
-    for (int i = 0; i < kCalls; ++i) fn();
-    cudaEventRecord(b);
+    cudaEventRecord(a, g_stream);
+    CK(cudaGraphLaunch(exec, g_stream));
+    cudaEventRecord(b, g_stream);
     cudaEventSynchronize(b);
     float ms = 0;
     cudaEventElapsedTime(&ms, a, b);
@@ -122,6 +134,8 @@ double median_ms(const std::function<void()>& fn) {
   }
   cudaEventDestroy(a);
   cudaEventDestroy(b);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
@@ -184,6 +198,24 @@ void set_kernel(bool lanes) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  CK(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
+  if (argc == 4 && std::strcmp(argv[1], "--profile") == 0) {
+    const Mode m = modes().at(size_t(std::atoi(argv[2])));
+    long long R = 0, C = 0;
+    std::sscanf(argv[3], "%lldx%lld", &R, &C);
+    const auto h = make_input(R, C, false, 1);
+    void* x = nullptr;
+    float amax_h = 1500.0f, *amax_d = nullptr;
+    CK(cudaMalloc(&x, h.size() * 2));
+    CK(cudaMalloc(&amax_d, 4));
+    CK(cudaMemcpy(x, h.data(), h.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(amax_d, &amax_h, 4, cudaMemcpyHostToDevice));
+    Out o = alloc_out(R, C, m.cfg.fmt, true);
+    for (int i = 0; i < 3; ++i) run(m, x, R, C, o, amax_d, true);
+    CK(cudaDeviceSynchronize());
+    std::printf("profiled %s at %lldx%lld\n", m.label, R, C);
+    return 0;
+  }
   std::vector<std::pair<int64_t, int64_t>> shapes;
   for (int i = 1; i < argc; ++i) {
     long long r = 0, c = 0;
@@ -251,7 +283,7 @@ int main(int argc, char** argv) {
       void *src = nullptr, *dst = nullptr;
       CK(cudaMalloc(&src, bytes / 2));
       CK(cudaMalloc(&dst, bytes / 2));
-      const double copy = median_ms([&] { cudaMemcpyAsync(dst, src, bytes / 2, cudaMemcpyDeviceToDevice); });
+      const double copy = median_ms([&] { cudaMemcpyAsync(dst, src, bytes / 2, cudaMemcpyDeviceToDevice, g_stream); });
       int i = 0;
       set_kernel(false);
       const double t_new = median_ms([&] { run(m, xs[i ^= 1], R, C, a, amax_d, true); });

@@ -33,7 +33,10 @@ template <class T, int W>
 struct RowBlockShape {
   static constexpr int kPieces = W * int(sizeof(T)) / kRbPiece;   // 128-byte pieces per thread
   static constexpr int kStageBytes = kRbThreads * W * int(sizeof(T));
-  static constexpr int kStages = kStageBytes <= 16384 ? 4 : 2;  // W = 128: 3 CTAs per SM (168 registers)
+  // Two stages: the smem of a CTA then allows 6 CTAs per SM (registers allow 5 at W = 64, 3 at W = 128):
+  // more warps hide more of the per-element dependency chains ("wait" stalls in ncu); measured 2-4 %
+  // faster than 3 or 4 stages at 8192 x 8192 (docs/kernels.md).
+  static constexpr int kStages = 2;
   static constexpr int kSmem = kStages * kStageBytes + 1024;       // + alignment slack for the swizzle
   static constexpr int kBox = kRbThreads * kPieces < 256 ? kRbThreads * kPieces : 256;  // TMA box rows
 };
@@ -42,8 +45,9 @@ struct RowBlockArgs {
   DirArgs d;
   int64_t pieces;  // 128-byte pieces of the input (R * C * sizeof(T) / 128)
   int64_t tiles;   // stages' worth of input: ceil(pieces / (threads * pieces per thread))
-  // Sign bit (bit 31) of element j of a thread's W values (the g-block pattern at j % g): RHT
-  // sign flips as XORs with kernel parameters (a constant-bank operand, no register).
+  // RHT sign flips of input word k of a thread's W values (the g-block pattern at element j % g): the
+  // sign bit(s) of its element(s), bit 15 / 31 of a 16-bit pair, bit 31 of an fp32 value. One XOR per
+  // word with a kernel parameter (a constant-bank operand, no register).
   uint32_t flip[128];
 };
 
@@ -73,13 +77,15 @@ __device__ __forceinline__ void rb_load(const CUtensorMap* map, uint32_t dst, ui
 // 16 bytes q (0..7) of 128-byte piece `row` of a stage: the 128-byte swizzle XORs q with row % 8.
 __device__ __forceinline__ uint4 rb_read(uint32_t stage, int row, int q) {
   uint4 v;
+  // "memory": the read must stay before the __syncthreads that lets TMA refill the stage.
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(stage + row * kRbPiece + ((q ^ (row & 7)) << 4)));
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(stage + row * kRbPiece + ((q ^ (row & 7)) << 4))
+               : "memory");
   return v;
 }
 
-// The thread's W values as fp32 with the RHT signs applied. 16-bit inputs flip the sign bit of the
-// raw half (a flip commutes with the exact conversion); bf16 converts by a shift / mask.
+// The thread's W values as fp32 with the RHT signs applied: the sign bits of each raw input word flipped
+// (a flip commutes with the exact conversion), then bf16 converted by a shift / mask.
 template <class In, int W>
 __device__ __forceinline__ void rb_values(float (&v)[W], uint32_t stage, int row0, const uint32_t (&flip)[128], bool g) {
   using T = typename In::T;
@@ -87,18 +93,19 @@ __device__ __forceinline__ void rb_values(float (&v)[W], uint32_t stage, int row
   FP4_UNROLL
   for (int c = 0; c < W / kPerChunk; ++c) {
     const uint4 u = rb_read(stage, row0 + c / 8, c % 8);
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+    const uint32_t raw[4] = {u.x, u.y, u.z, u.w};
     FP4_UNROLL
     for (int k = 0; k < 4; ++k) {
-      const int j = c * kPerChunk + k * (kPerChunk / 4);
+      const int word = 4 * c + k, j = c * kPerChunk + k * (kPerChunk / 4);
+      const uint32_t w = g ? raw[k] ^ flip[word] : raw[k];
       if constexpr (sizeof(T) == 4) {
-        v[j] = num::bits_f32(g ? w[k] ^ flip[j] : w[k]);
+        v[j] = num::bits_f32(w);
       } else if constexpr (std::is_same_v<In, BF16In>) {
-        v[j] = num::bits_f32(g ? (w[k] << 16) ^ flip[j] : w[k] << 16);
-        v[j + 1] = num::bits_f32(g ? (w[k] & 0xFFFF0000u) ^ flip[j + 1] : w[k] & 0xFFFF0000u);
+        v[j] = num::bits_f32(w << 16);
+        v[j + 1] = num::bits_f32(w & 0xFFFF0000u);
       } else {
-        v[j] = to_f32<In>(uint16_t(w[k] ^ (g ? flip[j] >> 16 : 0u)));
-        v[j + 1] = to_f32<In>(uint16_t((w[k] >> 16) ^ (g ? flip[j + 1] >> 16 : 0u)));
+        v[j] = to_f32<In>(uint16_t(w));
+        v[j + 1] = to_f32<In>(uint16_t(w >> 16));
       }
     }
   }
@@ -190,7 +197,11 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
     rb_wait(smem_addr(&full[s]), uint32_t(it / Shape::kStages) & 1u);
     float v[W];
     rb_values<In, W>(v, stage, int(threadIdx.x) * Shape::kPieces, a.flip, G != 0);
-    __syncthreads();  // every thread has its values: the stage can be refilled
+    // Every thread has read its values: the stage can be refilled. The refill is a write of the async
+    // proxy, so each reader orders its (generic-proxy) reads before it with a proxy fence first; a
+    // barrier alone let TMA overwrite reads still in flight (rare wrong chunks with two stages).
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
     const int64_t next = tile + int64_t(Shape::kStages) * gridDim.x;
     if (threadIdx.x == 0 && next < a.tiles) rb_load<Shape>(&map, stage, smem_addr(&full[s]), next);
 
@@ -278,9 +289,10 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_
   constexpr int kPer = kRbThreads * Shape::kPieces;
   a.tiles = (a.pieces + kPer - 1) / kPer;
   constexpr int W = rowblock_width(G);
-  for (int j = 0; j < W; ++j) {
+  constexpr int kPerWord = 4 / int(sizeof(T));
+  for (int j = 0; j < W; ++j) {  // element j sits in word j / kPerWord, at bit 16 (j % kPerWord) + 15 (16-bit)
     const int i = G ? j % G : 0;
-    a.flip[j] = G && ((row.signs[i >> 5] >> (i & 31)) & 1u) ? 0x80000000u : 0u;
+    if (G && ((row.signs[i >> 5] >> (i & 31)) & 1u)) a.flip[j / kPerWord] |= kPerWord == 2 ? 0x8000u << (16 * (j % 2)) : 0x80000000u;
   }
   const CUtensorMap map = piece_map(x, a.pieces, Shape::kBox);
   const int64_t grid = std::min<int64_t>(a.tiles, int64_t(sm_count()) * per_sm);

@@ -102,7 +102,7 @@ ROWBLOCK_MODES = [
 
 @pytest.mark.parametrize("fmt,kw", ROWBLOCK_MODES)
 @pytest.mark.parametrize("kind", ["normal", "heavy", "tiny", "huge", "const", "zeros_and_nan", "signed_zeros"])
-@pytest.mark.parametrize("shape", [(3, 128), (257, 640), (64, 4096)])
+@pytest.mark.parametrize("shape", [(3, 128), (257, 640), (64, 4096)], ids=lambda s: "x".join(map(str, s)))
 def test_rowblock_kernel_bytes_match_cpu(fmt, kw, kind, shape):
     x = inputs(kind, shape, torch.bfloat16)
     qc, qg = both(x, fmt, kw)
@@ -139,7 +139,7 @@ def test_rowblock_kernel_runs_and_the_lane_kernel_agrees(monkeypatch):
     monkeypatch.setenv("FP4GEMM_QUANTIZE_KERNEL", "lanes")
     q2, names = run()
     assert not any("quantize_rowblocks" in n for n in names) and any("quantize_rows" in n for n in names), names
-    assert_same(q, q2)
+    assert torch.equal(q.codes(), q2.codes()) and torch.equal(q.scale_bytes(), q2.scale_bytes())
 
 
 # Columnwise, a thread owns 32 rows of a column: NVFP4 / fp4_row tiles whose last span holds one
