@@ -116,16 +116,7 @@ __device__ __forceinline__ void rb_values(float (&v)[W], uint32_t stage, int row
 // flips came with the values).
 template <int G, bool kDeferScale, int W>
 __device__ __forceinline__ void rb_hadamard(float (&v)[W]) {
-  FP4_UNROLL
-  for (int h = 1; h < G; h <<= 1) {
-    FP4_UNROLL
-    for (int k = 0; k < W; ++k)
-      if (!(k & h)) {
-        const float a = v[k], b = v[k + h];
-        v[k] = a + b;
-        v[k + h] = a - b;
-      }
-  }
+  register_butterflies(v, G);  // G a constant here: its stage loop ends at compile time
   if (kDeferScale) return;
   const float scale = num::inv_sqrt_pow2(G);
   FP4_UNROLL
