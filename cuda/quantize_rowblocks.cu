@@ -1,5 +1,6 @@
 // Rowwise quantization with whole Hadamard blocks per thread: the fast path of rowwise-only calls on
-// contiguous input (quantize.cu dispatches here when rowblocks_fit() holds, else to quantize_rows).
+// contiguous input (quantize.cu's quantize() calls quantize_rowblocks(), which runs it where it applies;
+// elsewhere the lane kernel quantize_rows runs).
 //
 // Why: the lane kernel (quantize_rows) gives a lane 16 values, so an RHT of g = 64 / 128 needs 2 / 3
 // cross-lane stages (a shuffle per value and stage; the SM shuffles 32 values per clock, a quarter
@@ -33,9 +34,9 @@ template <class T, int W>
 struct RowBlockShape {
   static constexpr int kPieces = W * int(sizeof(T)) / kRbPiece;   // 128-byte pieces per thread
   static constexpr int kStageBytes = kRbThreads * W * int(sizeof(T));
-  // Two stages: the smem of a CTA then allows 6 CTAs per SM (registers allow 5 at W = 64, 3 at W = 128):
-  // more warps hide more of the per-element dependency chains ("wait" stalls in ncu); measured 2-4 %
-  // faster than 3 or 4 stages at 8192 x 8192 (docs/kernels.md).
+  // Two stages: at W = 64 shared memory then allows 6 CTAs per SM and registers decide (4-5 CTAs); at
+  // W = 128 it is 3 either way. More warps hide more of the per-element dependency chains ("wait"
+  // stalls in ncu); measured 2-4 % faster than 3 or 4 stages at 8192 x 8192 (docs/kernels.md).
   static constexpr int kStages = 2;
   static constexpr int kSmem = kStages * kStageBytes + 1024;       // + alignment slack for the swizzle
   static constexpr int kBox = kRbThreads * kPieces < 256 ? kRbThreads * kPieces : 256;  // TMA box rows
@@ -44,7 +45,7 @@ struct RowBlockShape {
 struct RowBlockArgs {
   DirArgs d;
   int64_t pieces;  // 128-byte pieces of the input (R * C * sizeof(T) / 128)
-  int64_t tiles;   // stages' worth of input: ceil(pieces / (threads * pieces per thread))
+  int64_t tiles;   // one stage's worth of input each: ceil(pieces / (threads * pieces per thread))
   // RHT sign flips of input word k of a thread's W values (the g-block pattern at element j % g): the
   // sign bit(s) of its element(s), bit 15 / 31 of a 16-bit pair, bit 31 of an fp32 value. One XOR per
   // word with a kernel parameter (a constant-bank operand, no register).
@@ -125,11 +126,13 @@ __device__ __forceinline__ void rb_hadamard(float (&v)[W]) {
 
 // MXFP4 block encode without the multiply by its scale 2^-e per element (numerics.h e2m1_scaled):
 // v = y * 2^-e is read off y by the grid. kShift > 0: u holds the RHT output before its 1/sqrt(g) =
-// 2^-kShift (g = 16, 64), which the grid takes too (y = u 2^-kShift is exact where it matters, below).
-// With the 3/4 prescale, one multiply per element remains (3/4 2^-kShift, rounded as the CPU's
-// (y * 3/4) 2^-e is wherever the result is normal). Returns false where it does not apply: a NaN
-// block, or e below kMinExp (block amax < 2^-98), where y or v could be subnormal and their
-// rounding matter; there |v| < 2^(-126-e) <= 2^-26 keeps every code at zero and every SR threshold at 0.
+// 2^-kShift (g = 16, 64), which the grid takes too. With the 3/4 prescale one multiply per element
+// remains, by the exact constant 3/4 2^-kShift; its rounding equals the CPU's rounding of y * (3/4
+// 2^-e) wherever the result is normal. Applies for e >= kMinExp: there a y (or u 2^-kShift, or
+// 3/4 y) that is not exact is below 2^-126, so |v| < 2^(-126-e) <= 2^-26, where every code is zero
+// and every SR threshold 0 in both forms. Returns false (the caller runs the plain form) for a NaN
+// block and for e < kMinExp (block amax < 2^-98). e + kShift <= 126 always (u is finite), inside
+// e2m1_scaled's range.
 constexpr int kMinExp = -100;
 template <Rounding Rd, int kShift, int N>
 __device__ __forceinline__ bool encode_mx_scaled(const float (&u)[N], const DirArgs& d, bool prescale, uint32_t s,
@@ -177,14 +180,23 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
     asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map)) : "memory");
   }
   __syncthreads();
+  // The ring runs kStages - 1 tiles ahead: the prologue asks for the first tiles only, so that every
+  // CTA's first tile arrives early (all CTAs fill at once), and each iteration asks for the tile
+  // kStages - 1 ahead into the stage the previous iteration freed.
+  constexpr int kAhead = Shape::kStages - 1;
   if (threadIdx.x == 0)
-    for (int s = 0; s < Shape::kStages && blockIdx.x + int64_t(s) * gridDim.x < a.tiles; ++s)
+    for (int s = 0; s < kAhead && blockIdx.x + int64_t(s) * gridDim.x < a.tiles; ++s)
       rb_load<Shape>(&map, base + s * Shape::kStageBytes, smem_addr(&full[s]), blockIdx.x + int64_t(s) * gridDim.x);
 
   int it = 0;
   for (int64_t tile = blockIdx.x; tile < a.tiles; tile += gridDim.x, ++it) {
     const int s = it % Shape::kStages;
     const uint32_t stage = base + s * Shape::kStageBytes;
+    const int64_t ahead = tile + int64_t(kAhead) * gridDim.x;
+    if (threadIdx.x == 0 && ahead < a.tiles) {
+      const int sa = (it + kAhead) % Shape::kStages;  // freed by the previous iteration's barrier
+      rb_load<Shape>(&map, base + sa * Shape::kStageBytes, smem_addr(&full[sa]), ahead);
+    }
     rb_wait(smem_addr(&full[s]), uint32_t(it / Shape::kStages) & 1u);
     float v[W];
     rb_values<In, W>(v, stage, int(threadIdx.x) * Shape::kPieces, a.flip, G != 0);
@@ -193,8 +205,6 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
     // barrier alone let TMA overwrite reads still in flight (rare wrong chunks with two stages).
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncthreads();
-    const int64_t next = tile + int64_t(Shape::kStages) * gridDim.x;
-    if (threadIdx.x == 0 && next < a.tiles) rb_load<Shape>(&map, stage, smem_addr(&full[s]), next);
 
     const int64_t piece = tile * kPer + int64_t(threadIdx.x) * Shape::kPieces;
     if (piece >= a.pieces) continue;  // past the end (zero fill)
@@ -305,7 +315,7 @@ bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_
   const int g = row.g, W = rowblock_width(g);
   const bool fits = rowblocks_enabled() && row.on && !row.block_2d && !row.mask && dtype == DType::BF16 &&
                     (c.fmt == Format::NVFP4 || (c.fmt == Format::MXFP4 && c.rule != ScaleRule::Quest)) &&
-                    (g == 0 || g == 16 || g == 32 || g == 64 || g == 128) && ld == C && C % W == 0 && R > 0 &&
+                    (g == 0 || g == 16 || g == 32 || g == 64 || g == 128) && ld == C && C > 0 && C % W == 0 && R > 0 &&
                     reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(row.data) % 16 == 0 &&
                     (row.scale_blocked || reinterpret_cast<uintptr_t>(row.scale) % 8 == 0) &&
                     R * C * 2 / kRbPiece < (int64_t(1) << 31) - 1024;

@@ -97,6 +97,7 @@ ROWBLOCK_MODES = [
     ("nvfp4", dict()), ("nvfp4", dict(scale_rule="torchao", rounding="sr")),
     ("nvfp4", dict(hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS), rounding="sr")),
     ("nvfp4", dict(hadamard=fp4gemm.Hadamard(128, seed=8), prescale=True)),
+    ("mxfp4", dict(prescale=True, hadamard=fp4gemm.Hadamard(16, seed=9))),  # RTN, 3/4 with 1/sqrt(g) folded
 ]
 
 
@@ -110,6 +111,15 @@ def test_rowblock_kernel_bytes_match_cpu(fmt, kw, kind, shape):
     _, qb = both(x, fmt, kw, scale_layout="blocked")  # the blocked scales' byte stores
     assert torch.equal(qb.scale.view(torch.uint8).cpu(), fp4gemm.to_blocked(qc.scale).view(torch.uint8))
     assert torch.equal(qb.codes().cpu(), qc.codes())
+
+
+@pytest.mark.parametrize("fmt,kw", [ROWBLOCK_MODES[i] for i in (3, 4, 5, 9, 11)])
+def test_rowblock_kernel_many_tiles_per_cta(fmt, kw):
+    """2048 x 8192: 2048 tiles of 128 x 64 values, several per CTA on any GPU (a grid holds at most
+    a few CTAs per SM), so the ring's stages are reused and its barrier phases flip."""
+    x = inputs("heavy", (2048, 8192), torch.bfloat16, seed=3)
+    qc, qg = both(x, fmt, kw)
+    assert_same(qc, qg)
 
 
 @pytest.mark.parametrize("fmt,kw", ROWBLOCK_MODES)

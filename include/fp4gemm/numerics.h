@@ -195,8 +195,8 @@ FP4_HD uint32_t e2m1_sr_bits(float v, uint32_t r) {
 // block, a = min(|y|, L) = min(|v|, 6) 2^e, max(a, U) = 2^(k+e), f = 2^(1-k-e) and M = 2^23 + 2k +
 // 8 sign(y), so a * f equals e2m1_grid(v)'s a * f exactly and the encoders round the same. That holds
 // wherever y * 2^-e is exact; where it is not (|v| < 2^-126) both forms give the signed zero code and
-// the SR threshold 0. Saves the multiply by 2^-e per element. Needs 2^e normal (e >= -126); L may be
-// Inf (e >= 126), and min(|y|, Inf) = |y| is right. Checked equal over all fp32 y for several e
+// the SR threshold 0. Saves the multiply by 2^-e per element. Needs -126 <= e <= 127 (2^e normal);
+// L is Inf for e >= 126, and min(|y|, Inf) = |y| is right. Checked equal over all fp32 y for several e
 // (tests/check_encoders.cpp).
 struct E2M1Scaled { float L, U; uint32_t C; int e; };
 FP4_HD E2M1Scaled e2m1_scaled(int e) {
