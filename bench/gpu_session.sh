@@ -3,16 +3,15 @@
 # the GPU quantization tests, and the benchmarks. Logs go to $OUT. Usage: bash bench/gpu_session.sh [quick|fp8]
 # fp8: only the hand-written FP8 kernel (cuda/kernel_sm90_fp8.cuh), Hopper-only build: its tests, memcheck,
 # the C++ benchmark's training shapes (CUTLASS's kernel and it, same run), the GEMM tests with it
-# selected. Profiles: bench/gpu_dev.sh profile:V.
-# quant: the quantize kernels, Hopper-only build: the GPU quantize tests, memcheck and racecheck on them,
-# the C++ quantize bench (both rowwise kernels, bytes against the CPU path) and bench_quantize.py.
+# selected. Profiles: bench/gpu_dev.sh profile:V. The quantize kernels alone (tests, sanitizers,
+# benchmarks) without the package build: bench/gpu_dev.sh quant pyquant.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16 FP4GEMM_CUDA=ON
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 python3 -m pip install -q --no-deps --no-index .whl/nvidia_cutlass-*.whl 2>/dev/null || true
 t0=$(date +%s)
-defs="FP4GEMM_BENCH=ON"; case "${1:-}" in fp8|quant) defs="$defs;FP4GEMM_BLACKWELL=OFF" ;; esac  # Hopper only
+defs="FP4GEMM_BENCH=ON"; [ "${1:-}" = "fp8" ] && defs="$defs;FP4GEMM_BLACKWELL=OFF"  # fp8: Hopper only
 SKBUILD_CMAKE_DEFINE="$defs" python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s, C7510 warnings: $(grep -c C7510 "$OUT/build.log")"; grep -i "warning" "$OUT/build.log" | head -5
 cd /tmp  # import the installed package, not the source tree
@@ -24,17 +23,6 @@ if [ "${1:-}" = "fp8" ]; then
   echo "compute-sanitizer memcheck (hand-written FP8 kernel): exit $?"; tail -2 "$OUT/sanitizer_fp8.log"
   timeout 240 "$OLDPWD"/build/cp3*/fp4gemm_bench 16384x4096x4096 8192x8192x8192 16384x11008x4096 4096x4096x16384 2>&1 | tee "$OUT/gemm_bench_fp8.md"
   FP4GEMM_SM90_FP8=256x2 FP4GEMM_SM90_TILE=large timeout 200 python3 -m pytest -q /tmp/fp4tests/test_cuda_gemm.py 2>&1 | tail -4
-  exit 0
-fi
-if [ "${1:-}" = "quant" ]; then
-  timeout 300 python3 -m pytest -q /tmp/fp4tests/test_cuda_quantize.py /tmp/fp4tests/test_encoder_forms.py 2>&1 | tee "$OUT/pytest_quant.log" | tail -4
-  for tool in memcheck racecheck; do
-    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q /tmp/fp4tests/test_cuda_quantize.py \
-      -k "rowblock and (normal or signed) or shapes or misaligned" -p no:cacheprovider > "$OUT/sanitizer_$tool.log" 2>&1
-    echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0' "$OUT/sanitizer_$tool.log") clean summaries)"; tail -2 "$OUT/sanitizer_$tool.log"
-  done
-  timeout 200 "$OLDPWD"/build/cp3*/fp4gemm_quantize_bench 2>&1 | tee "$OUT/quantize_bench.md" | tail -45
-  timeout 150 python3 "$OLDPWD/bench/bench_quantize.py" 2>&1 | tee "$OUT/bench_quantize.md"
   exit 0
 fi
 timeout 120 python3 -m fp4gemm > "$OUT/report.txt" 2>&1; echo "python -m fp4gemm: exit $?"; tail -4 "$OUT/report.txt"
@@ -52,5 +40,6 @@ fi
 timeout 150 "$OLDPWD"/build/cp3*/fp4gemm_bench 2>&1 | tee "$OUT/gemm_bench_cpp.md"
 timeout 150 python3 "$OLDPWD/bench/bench_gemm.py" 2>&1 | tee "$OUT/bench_gemm.md"
 [ "${1:-}" = "quick" ] || timeout 150 python3 "$OLDPWD/bench/bench_quantize.py" 2>&1 | tee "$OUT/bench_quantize.md"
+[ "${1:-}" = "quick" ] || timeout 200 "$OLDPWD"/build/cp3*/fp4gemm_quantize_bench 2>&1 | tee "$OUT/quantize_bench.md" | tail -3
 timeout 240 python3 "$OLDPWD/bench/bench_training.py" 2>&1 | tee "$OUT/bench_training.md"
 timeout 240 python3 -m fp4gemm gradcheck --plot "$OUT/gradcheck.png" 2>&1 | tee "$OUT/gradcheck.txt"
