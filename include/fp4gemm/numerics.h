@@ -130,18 +130,36 @@ FP4_HD float fma_exact(float a, float f, float c) {
 // rounded to an integer, and that rounding is fp32's own at M (spacing 1 on [2^23, 2^24), M even:
 // ties go to the even code), with a * f exact. M's 8 sign(v) lands on the code's sign bit.
 struct E2M1Grid { float a, f, M; };
-FP4_HD E2M1Grid e2m1_grid(float v) {
+
+// The same grid for v = y * 2^-e read off y itself, for a multiplier 2^-e that is a power of two (an
+// MXFP4 block's; its 1/sqrt(g) RHT factor too where that is a power of two): with L = 6 2^e and U = 2^e
+// per block, a = min(|y|, L) = min(|v|, 6) 2^e, max(a, U) = 2^(k+e), f = 2^(1-k-e) and M = 2^23 + 2k +
+// 8 sign(y), so a * f equals e2m1_grid(v)'s a * f exactly and the encoders round the same. That holds
+// wherever y * 2^-e is exact; where it is not (|v| < 2^-126) both forms give the signed zero code and
+// the SR threshold 0. Saves the multiply by 2^-e per element. Needs -126 <= e <= 127 (2^e normal);
+// L is Inf for e >= 126, and min(|y|, Inf) = |y| is right. Checked equal over all fp32 y for several e
+// (tests/check_encoders.cpp). e2m1_grid is the case e = 0.
+struct E2M1Scaled { float L, U; uint32_t C; int e; };
+FP4_HD E2M1Scaled e2m1_scaled(int e) {
+  return {6.0f * exp2i(e), exp2i(e), 0x4B000000u - 254u - 2u * uint32_t(e), e};
+}
+FP4_HD E2M1Grid e2m1_grid_scaled(float y, const E2M1Scaled& s) {
+  // a = min(|y|, L), and L for a NaN y (any NaN: 6 at e = 0). On the GPU fminf / fmaxf, one FMNMX each
+  // (|y| a free operand modifier; the compares would be FSETP + FSEL, L not being a constant); on the
+  // host the compares, as fminf would quiet a signaling NaN instead.
 #if defined(__CUDA_ARCH__)
-  const float m = fabsf(v);  // a free operand modifier on the GPU
+  const float a = fminf(fabsf(y), s.L);
+  const float b = fmaxf(a, s.U);
 #else
-  const float m = abs_f(v);
+  const float m = abs_f(y), a = m < s.L ? m : s.L;
+  const float b = a > s.U ? a : s.U;
 #endif
-  const float a = m < kE2M1Max ? m : kE2M1Max;
-  const uint32_t p = f32_bits(a > 1.0f ? a : 1.0f) & 0x7F800000u;  // 2^k
-  // f = 2 / 2^k; M = 2^23 + 2k + 8 sign(v), with 2(127 + k) = p >> 22 and sign(v) = v >> 31 as mulhi.
-  const uint32_t M = mulhi32(p, 1u << 10) + (8u * mulhi32(f32_bits(v), 2u) + (0x4B000000u - 254u));
+  // M = 2^23 + 2k + 8 sign(y), with 2(127 + k + e) = p >> 22 and sign(y) = y >> 31 as mulhi.
+  const uint32_t p = f32_bits(b) & 0x7F800000u;  // 2^(k+e)
+  const uint32_t M = mulhi32(p, 1u << 10) + s.C + 8u * mulhi32(f32_bits(y), 2u);
   return {a, bits_f32(0x7F800000u - p), bits_f32(M)};
 }
+FP4_HD E2M1Grid e2m1_grid(float v) { return e2m1_grid_scaled(v, e2m1_scaled(0)); }
 constexpr uint32_t kGridBase = 0x4B000000u;  // bits of 2^23: nibble = bits(rounded) - kGridBase
 
 // Round-to-nearest, ties to the even code, saturating at 6; the sign survives a round to zero; NaN
@@ -190,25 +208,6 @@ FP4_HD uint32_t e2m1_sr_bits(float v, uint32_t r) {
 #endif
 }
 
-// e2m1_grid of v = y * 2^-e read off y itself, for a multiplier 2^-e that is a power of two (an MXFP4
-// block's; its 1/sqrt(g) RHT factor too where that is a power of two): with L = 6 2^e and U = 2^e per
-// block, a = min(|y|, L) = min(|v|, 6) 2^e, max(a, U) = 2^(k+e), f = 2^(1-k-e) and M = 2^23 + 2k +
-// 8 sign(y), so a * f equals e2m1_grid(v)'s a * f exactly and the encoders round the same. That holds
-// wherever y * 2^-e is exact; where it is not (|v| < 2^-126) both forms give the signed zero code and
-// the SR threshold 0. Saves the multiply by 2^-e per element. Needs -126 <= e <= 127 (2^e normal);
-// L is Inf for e >= 126, and min(|y|, Inf) = |y| is right. Checked equal over all fp32 y for several e
-// (tests/check_encoders.cpp).
-struct E2M1Scaled { float L, U; uint32_t C; int e; };
-FP4_HD E2M1Scaled e2m1_scaled(int e) {
-  return {6.0f * exp2i(e), exp2i(e), 0x4B000000u - 254u - 2u * uint32_t(e), e};
-}
-FP4_HD E2M1Grid e2m1_grid_scaled(float y, const E2M1Scaled& s) {
-  // fminf / fmaxf (one FMNMX each on the GPU; L and U are never NaN, so they equal the compares)
-  const float a = fminf(fabsf(y), s.L);
-  const uint32_t p = f32_bits(fmaxf(a, s.U)) & 0x7F800000u;  // 2^(k+e)
-  const uint32_t M = mulhi32(p, 1u << 10) + s.C + 8u * mulhi32(f32_bits(y), 2u);
-  return {a, bits_f32(0x7F800000u - p), bits_f32(M)};
-}
 FP4_HD uint32_t e2m1_rtn_scaled_bits(float y, const E2M1Scaled& s) {
   const E2M1Grid g = e2m1_grid_scaled(y, s);
   return f32_bits(fma_exact(g.a, g.f, g.M));
