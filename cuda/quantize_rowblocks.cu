@@ -30,10 +30,13 @@ constexpr int kRbPiece = 128;    // bytes per TMA row (the span of the 128-byte 
 // stores, addresses) is shared by at least 64 values.
 constexpr int rowblock_width(int g) { return g > 64 ? g : 64; }
 
-template <class T, int W>
+// Input elements are bf16 (2 bytes): the only type dispatched here.
+constexpr int kRbElemBytes = 2;
+
+template <int W>
 struct RowBlockShape {
-  static constexpr int kPieces = W * int(sizeof(T)) / kRbPiece;   // 128-byte pieces per thread
-  static constexpr int kStageBytes = kRbThreads * W * int(sizeof(T));
+  static constexpr int kPieces = W * kRbElemBytes / kRbPiece;  // 128-byte pieces per thread
+  static constexpr int kStageBytes = kRbThreads * W * kRbElemBytes;
   // Two stages: at W = 64 shared memory then allows 6 CTAs per SM and registers decide (4-5 CTAs); at
   // W = 128 it is 3 either way. More warps hide more of the per-element dependency chains ("wait"
   // stalls in ncu); measured 2-4 % faster than 3 or 4 stages at 8192 x 8192 (docs/kernels.md).
@@ -44,12 +47,12 @@ struct RowBlockShape {
 
 struct RowBlockArgs {
   DirArgs d;
-  int64_t pieces;  // 128-byte pieces of the input (R * C * sizeof(T) / 128)
+  int64_t pieces;  // 128-byte pieces of the input (R * C * 2 / 128)
   int64_t tiles;   // one stage's worth of input each: ceil(pieces / (threads * pieces per thread))
-  // RHT sign flips of input word k of a thread's W values (the g-block pattern at element j % g): the
-  // sign bit(s) of its element(s), bit 15 / 31 of a 16-bit pair, bit 31 of an fp32 value. One XOR per
-  // word with a kernel parameter (a constant-bank operand, no register).
-  uint32_t flip[128];
+  // RHT sign flips of the bf16 pair k of a thread's W values (the g-block pattern at element j % g):
+  // bit 15 / 31 for its element 2k / 2k + 1. One XOR per pair with a kernel parameter (a constant-bank
+  // operand, no register).
+  uint32_t flip[64];
 };
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
@@ -85,29 +88,19 @@ __device__ __forceinline__ uint4 rb_read(uint32_t stage, int row, int q) {
   return v;
 }
 
-// The thread's W values as fp32 with the RHT signs applied: the sign bits of each raw input word flipped
-// (a flip commutes with the exact conversion), then bf16 converted by a shift / mask.
-template <class In, int W>
-__device__ __forceinline__ void rb_values(float (&v)[W], uint32_t stage, int row0, const uint32_t (&flip)[128], bool g) {
-  using T = typename In::T;
-  constexpr int kPerChunk = 16 / int(sizeof(T));
+// The thread's W values as fp32 with the RHT signs applied: the sign bits of each raw bf16 pair flipped
+// (a flip commutes with the exact conversion), then each half converted by a shift / mask.
+template <int W>
+__device__ __forceinline__ void rb_values(float (&v)[W], uint32_t stage, int row0, const uint32_t (&flip)[64], bool g) {
   FP4_UNROLL
-  for (int c = 0; c < W / kPerChunk; ++c) {
+  for (int c = 0; c < W / 8; ++c) {  // 16 bytes: 8 values
     const uint4 u = rb_read(stage, row0 + c / 8, c % 8);
     const uint32_t raw[4] = {u.x, u.y, u.z, u.w};
     FP4_UNROLL
     for (int k = 0; k < 4; ++k) {
-      const int word = 4 * c + k, j = c * kPerChunk + k * (kPerChunk / 4);
-      const uint32_t w = g ? raw[k] ^ flip[word] : raw[k];
-      if constexpr (sizeof(T) == 4) {
-        v[j] = num::bits_f32(w);
-      } else if constexpr (std::is_same_v<In, BF16In>) {
-        v[j] = num::bits_f32(w << 16);
-        v[j + 1] = num::bits_f32(w & 0xFFFF0000u);
-      } else {
-        v[j] = to_f32<In>(uint16_t(w));
-        v[j + 1] = to_f32<In>(uint16_t(w >> 16));
-      }
+      const uint32_t w = g ? raw[k] ^ flip[4 * c + k] : raw[k];
+      v[8 * c + 2 * k] = num::bits_f32(w << 16);
+      v[8 * c + 2 * k + 1] = num::bits_f32(w & 0xFFFF0000u);
     }
   }
 }
@@ -153,13 +146,12 @@ __device__ __forceinline__ bool encode_mx_scaled(const float (&u)[N], const DirA
   return true;
 }
 
-template <class In, Format F, ScaleRule Rule, Rounding Rd, int G>
+template <Format F, ScaleRule Rule, Rounding Rd, int G>
 __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_constant__ CUtensorMap map,
                                                                   const __grid_constant__ RowBlockArgs a) {
-  using T = typename In::T;
   constexpr int W = rowblock_width(G), BS = F == Format::NVFP4 ? num::kNvBlock : num::kMxBlock;
-  using Shape = RowBlockShape<T, W>;
-  constexpr int kPer = kRbThreads * Shape::kPieces, kElemsPerPiece = kRbPiece / int(sizeof(T));
+  using Shape = RowBlockShape<W>;
+  constexpr int kPer = kRbThreads * Shape::kPieces, kElemsPerPiece = kRbPiece / kRbElemBytes;
   // MXFP4 with g = 16 / 64: 1/sqrt(g) = 2^-kShift is exact, and the encoder takes it with the block scale.
   constexpr int kShift = F == Format::MXFP4 ? (G == 16 ? 2 : G == 64 ? 3 : 0) : 0;
   extern __shared__ uint8_t smem_raw[];
@@ -199,7 +191,7 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
     }
     rb_wait(smem_addr(&full[s]), uint32_t(it / Shape::kStages) & 1u);
     float v[W];
-    rb_values<In, W>(v, stage, int(threadIdx.x) * Shape::kPieces, a.flip, G != 0);
+    rb_values<W>(v, stage, int(threadIdx.x) * Shape::kPieces, a.flip, G != 0);
     // Every thread has read its values: the stage can be refilled. The refill is a write of the async
     // proxy, so each reader orders its (generic-proxy) reads before it with a proxy fence first; a
     // barrier alone let TMA overwrite reads still in flight (rare wrong chunks with two stages).
@@ -272,12 +264,11 @@ CUtensorMap piece_map(const void* x, int64_t pieces, int box) {
   return m;
 }
 
-template <class In, Format F, ScaleRule Rule, Rounding Rd, int G>
+template <Format F, ScaleRule Rule, Rounding Rd, int G>
 void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_t stream) {
-  using T = typename In::T;
-  using Shape = RowBlockShape<T, rowblock_width(G)>;
+  using Shape = RowBlockShape<rowblock_width(G)>;
   static int ctas[64] = {};
-  auto kernel = quantize_rowblocks<In, F, Rule, Rd, G>;
+  auto kernel = quantize_rowblocks<F, Rule, Rd, G>;
   const int per_sm = once_per_device(ctas, [&](int) {
     FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmem));
     int n = 0;
@@ -286,14 +277,13 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_
   });
   RowBlockArgs a{};
   a.d = row;
-  a.pieces = R * C * int64_t(sizeof(T)) / kRbPiece;
+  a.pieces = R * C * kRbElemBytes / kRbPiece;
   constexpr int kPer = kRbThreads * Shape::kPieces;
   a.tiles = (a.pieces + kPer - 1) / kPer;
   constexpr int W = rowblock_width(G);
-  constexpr int kPerWord = 4 / int(sizeof(T));
-  for (int j = 0; j < W; ++j) {  // element j sits in word j / kPerWord, at bit 16 (j % kPerWord) + 15 (16-bit)
+  for (int j = 0; j < W; ++j) {  // element j: bit 16 (j % 2) + 15 of pair j / 2
     const int i = G ? j % G : 0;
-    if (G && ((row.signs[i >> 5] >> (i & 31)) & 1u)) a.flip[j / kPerWord] |= kPerWord == 2 ? 0x8000u << (16 * (j % 2)) : 0x80000000u;
+    if (G && ((row.signs[i >> 5] >> (i & 31)) & 1u)) a.flip[j / 2] |= 0x8000u << (16 * (j % 2));
   }
   const CUtensorMap map = piece_map(x, a.pieces, Shape::kBox);
   const int64_t grid = std::min<int64_t>(a.tiles, int64_t(sm_count()) * per_sm);
@@ -318,18 +308,18 @@ bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_
                     (g == 0 || g == 16 || g == 32 || g == 64 || g == 128) && ld == C && C > 0 && C % W == 0 && R > 0 &&
                     reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(row.data) % 16 == 0 &&
                     (row.scale_blocked || reinterpret_cast<uintptr_t>(row.scale) % 8 == 0) &&
-                    R * C * 2 / kRbPiece < (int64_t(1) << 31) - 1024;
+                    R * C * kRbElemBytes / kRbPiece < (int64_t(1) << 31) - 1024;
   if (!fits) return false;
   with_codec<Format::MXFP4, Format::NVFP4>(c.fmt, c.rounding == Rounding::SR, [&](auto k) {
     using K = decltype(k);
     auto with_g = [&](auto rule) {
       constexpr ScaleRule kRule = decltype(rule)::value;
       switch (g) {
-        case 0: return launch<BF16In, K::fmt, kRule, K::rounding, 0>(x, R, C, row, stream);
-        case 16: return launch<BF16In, K::fmt, kRule, K::rounding, 16>(x, R, C, row, stream);
-        case 32: return launch<BF16In, K::fmt, kRule, K::rounding, 32>(x, R, C, row, stream);
-        case 64: return launch<BF16In, K::fmt, kRule, K::rounding, 64>(x, R, C, row, stream);
-        default: return launch<BF16In, K::fmt, kRule, K::rounding, 128>(x, R, C, row, stream);
+        case 0: return launch<K::fmt, kRule, K::rounding, 0>(x, R, C, row, stream);
+        case 16: return launch<K::fmt, kRule, K::rounding, 16>(x, R, C, row, stream);
+        case 32: return launch<K::fmt, kRule, K::rounding, 32>(x, R, C, row, stream);
+        case 64: return launch<K::fmt, kRule, K::rounding, 64>(x, R, C, row, stream);
+        default: return launch<K::fmt, kRule, K::rounding, 128>(x, R, C, row, stream);
       }
     };
     using std::integral_constant;
