@@ -5,12 +5,14 @@
 // Why: the lane kernel (quantize_rows) gives a lane 16 values, so an RHT of g = 64 / 128 needs 2 / 3
 // cross-lane stages (a shuffle per value and stage; the SM shuffles 32 values per clock, a quarter
 // of its issue rate), a shuffle tree per block amax, run-time g loops and per-lane sign masks. Here
-// a thread owns W = max(g, 64) consecutive values of a row: every butterfly stage, the block amaxes
+// a thread owns 64 consecutive values of a row: for g <= 64 every butterfly stage, the block amaxes
 // and the sign flips stay in its registers, and the sign masks are the same for every thread (a
-// thread's W values start at a multiple of g), so they are kernel parameters. The input reaches
-// shared memory by TMA (128-byte swizzle, so that a thread's 128-byte piece reads bank-conflict free)
-// in a ring of stages, at no instruction cost per element. Every value goes through the fp32
-// operations of numerics.h (hadamard_block, Codec), so the bytes equal the CPU path's.
+// thread's values start at a multiple of g), so they are kernel parameters. g = 128 pairs two
+// threads (kPairG): their last stage takes one shuffle per value (128 values per thread needed 168
+// registers, 3 CTAs per SM: 0.72x copy). The input reaches shared memory by TMA (128-byte
+// swizzle, so that a thread's 128-byte piece reads bank-conflict free) in a ring of stages, at no
+// instruction cost per element. Every value goes through the fp32 operations of numerics.h
+// (hadamard_block, Codec), so the bytes equal the CPU path's.
 #include <cuda.h>  // CUtensorMap
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
@@ -23,36 +25,37 @@
 namespace fp4gemm::cuda {
 namespace {
 
-constexpr int kRbThreads = 128;  // threads per CTA; a stage holds one W-value chunk per thread
+constexpr int kRbThreads = 128;  // threads per CTA; a stage holds one 128-byte piece per thread
 constexpr int kRbPiece = 128;    // bytes per TMA row (the span of the 128-byte swizzle)
-
-// Elements per thread for an RHT block g (0 = none): W = max(g, 64), so the per-thread work (scales,
-// stores, addresses) is shared by at least 64 values.
-constexpr int rowblock_width(int g) { return g > 64 ? g : 64; }
 
 // Input elements are bf16 (2 bytes): the only type dispatched here.
 constexpr int kRbElemBytes = 2;
 
-template <int W>
+// Values per thread: one 128-byte piece, so the per-thread work (scales, stores, addresses) is shared
+// by 64 values.
+constexpr int kW = kRbPiece / kRbElemBytes;
+// The RHT block that two threads share (the pair of lanes 2m, 2m + 1 holds one block).
+constexpr int kPairG = 2 * kW;
+
 struct RowBlockShape {
-  static constexpr int kPieces = W * kRbElemBytes / kRbPiece;  // 128-byte pieces per thread
-  static constexpr int kStageBytes = kRbThreads * W * kRbElemBytes;
-  // Two stages: at W = 64 shared memory then allows 6 CTAs per SM and registers decide (4-5 CTAs); at
-  // W = 128 it is 3 either way. More warps hide more of the per-element dependency chains ("wait"
-  // stalls in ncu); measured 2-4 % faster than 3 or 4 stages at 8192 x 8192 (docs/kernels.md).
+  static constexpr int kStageBytes = kRbThreads * kRbPiece;
+  // Two stages: shared memory then allows 6 CTAs per SM and registers decide (4-5 CTAs). More warps
+  // hide more of the per-element dependency chains ("wait" stalls in ncu); measured 2-4 % faster than
+  // 3 or 4 stages at 8192 x 8192 (docs/kernels.md).
   static constexpr int kStages = 2;
-  static constexpr int kSmem = kStages * kStageBytes + 1024;       // + alignment slack for the swizzle
-  static constexpr int kBox = kRbThreads * kPieces < 256 ? kRbThreads * kPieces : 256;  // TMA box rows
+  static constexpr int kSmem = kStages * kStageBytes + 1024;  // + alignment slack for the swizzle
+  static constexpr int kBox = kRbThreads;                     // TMA box rows (pieces)
 };
 
 struct RowBlockArgs {
   DirArgs d;
   int64_t pieces;  // 128-byte pieces of the input (R * C * 2 / 128)
   int64_t tiles;   // one stage's worth of input each: ceil(pieces / (threads * pieces per thread))
-  // RHT sign flips of the bf16 pair k of a thread's W values (the g-block pattern at element j % g):
+  // RHT sign flips of the bf16 pair k of a thread's 64 values (the g-block pattern at element j % g):
   // bit 15 / 31 for its element 2k / 2k + 1. One XOR per pair with a kernel parameter (a constant-bank
-  // operand, no register).
-  uint32_t flip[64];
+  // operand, no register). g = 128: entries 32 p + k for the thread of parity p (its values are
+  // elements 64 p .. 64 p + 63 of the block), read from shared memory.
+  uint32_t flip[2 * kW / 2];
 };
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
@@ -64,18 +67,13 @@ __device__ __forceinline__ void rb_wait(uint32_t bar, uint32_t parity) {
       "@!p bra WAIT_%=;\n}" ::"r"(bar), "r"(parity) : "memory");
 }
 
-// One stage: the tile's 128-byte pieces [tile * per_tile, +per_tile) into smem, in boxes of kBox rows.
-template <class Shape>
+// One stage: the tile's 128-byte pieces [tile * kRbThreads, +kRbThreads) into smem, one box.
 __device__ __forceinline__ void rb_load(const CUtensorMap* map, uint32_t dst, uint32_t bar, int64_t tile) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(Shape::kStageBytes) : "memory");
-  constexpr int kPer = kRbThreads * Shape::kPieces;
-  FP4_UNROLL
-  for (int b = 0; b < kPer; b += Shape::kBox) {
-    const int row = int(tile * kPer + b);  // piece index < 2^31 (checked on the host)
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
-        ::"r"(dst + b * kRbPiece), "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(row), "r"(bar) : "memory");
-  }
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(RowBlockShape::kStageBytes) : "memory");
+  const int row = int(tile * kRbThreads);  // piece index < 2^31 (checked on the host)
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+      ::"r"(dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(row), "r"(bar) : "memory");
 }
 
 // 16 bytes q (0..7) of 128-byte piece `row` of a stage: the 128-byte swizzle XORs q with row % 8.
@@ -88,13 +86,13 @@ __device__ __forceinline__ uint4 rb_read(uint32_t stage, int row, int q) {
   return v;
 }
 
-// The thread's W values as fp32 with the RHT signs applied: the sign bits of each raw bf16 pair flipped
-// (a flip commutes with the exact conversion), then each half converted by a shift / mask.
-template <int W>
-__device__ __forceinline__ void rb_values(float (&v)[W], uint32_t stage, int row0, const uint32_t (&flip)[64], bool g) {
+// The thread's kW values (piece `row` of the stage) as fp32 with the RHT signs applied: the sign bits
+// of each raw bf16 pair flipped by flip[k] (a flip commutes with the exact conversion), then each half
+// converted by a shift / mask.
+__device__ __forceinline__ void rb_values(float (&v)[kW], uint32_t stage, int row, const uint32_t* flip, bool g) {
   FP4_UNROLL
-  for (int c = 0; c < W / 8; ++c) {  // 16 bytes: 8 values
-    const uint4 u = rb_read(stage, row0 + c / 8, c % 8);
+  for (int c = 0; c < kW / 8; ++c) {  // 16 bytes: 8 values
+    const uint4 u = rb_read(stage, row, c);
     const uint32_t raw[4] = {u.x, u.y, u.z, u.w};
     FP4_UNROLL
     for (int k = 0; k < 4; ++k) {
@@ -105,16 +103,23 @@ __device__ __forceinline__ void rb_values(float (&v)[W], uint32_t stage, int row
   }
 }
 
-// Butterfly stages h = 1 .. G/2 on every g-block of the W values, then the 1/sqrt(g) multiply unless
-// kDeferScale (the encoder takes it): numerics.h hadamard_block's operations in its order (its sign
-// flips came with the values).
-template <int G, bool kDeferScale, int W>
-__device__ __forceinline__ void rb_hadamard(float (&v)[W]) {
-  register_butterflies(v, G);  // G a constant here: its stage loop ends at compile time
+// Butterfly stages h = 1 .. G/2 of numerics.h hadamard_block (its sign flips came with the values),
+// then its 1/sqrt(g) multiply unless kDeferScale (the encoder takes it). G = kPairG: the thread of
+// parity `odd` holds elements 64 odd .. 64 odd + 63 of the block, and the last stage (h = 64) pairs
+// its value k with the partner's: the even thread becomes a + b = mine + partner, the odd a - b =
+// partner + (-1) * mine, one FFMA each (the product is exact, so it rounds as the add / subtract).
+template <int G, bool kDeferScale>
+__device__ __forceinline__ void rb_hadamard(float (&v)[kW], bool odd) {
+  register_butterflies(v, G < kW ? G : kW);  // a constant here: the stage loop ends at compile time
+  if constexpr (G == kPairG) {
+    const float sign = odd ? -1.0f : 1.0f;
+    FP4_UNROLL
+    for (int k = 0; k < kW; ++k) v[k] = __fmaf_rn(v[k], sign, __shfl_xor_sync(0xFFFFFFFFu, v[k], 1));
+  }
   if (kDeferScale) return;
   const float scale = num::inv_sqrt_pow2(G);
   FP4_UNROLL
-  for (int k = 0; k < W; ++k) v[k] = v[k] * scale;
+  for (int k = 0; k < kW; ++k) v[k] = v[k] * scale;
 }
 
 // MXFP4 block encode without the multiply by its scale 2^-e per element (numerics.h e2m1_scaled):
@@ -146,12 +151,19 @@ __device__ __forceinline__ bool encode_mx_scaled(const float (&u)[N], const DirA
   return true;
 }
 
+// N consecutive scale bytes (N = 2, 4; dst N-aligned) in one store.
+template <int N>
+__device__ __forceinline__ void store_scale_bytes(uint8_t* dst, const uint8_t (&s)[N]) {
+  if constexpr (N == 2) *reinterpret_cast<uint16_t*>(dst) = uint16_t(s[0] | s[1] << 8);
+  else *reinterpret_cast<uint32_t*>(dst) = uint32_t(s[0]) | uint32_t(s[1]) << 8 | uint32_t(s[2]) << 16 | uint32_t(s[3]) << 24;
+}
+
 template <Format F, ScaleRule Rule, Rounding Rd, int G>
 __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_constant__ CUtensorMap map,
                                                                   const __grid_constant__ RowBlockArgs a) {
-  constexpr int W = rowblock_width(G), BS = F == Format::NVFP4 ? num::kNvBlock : num::kMxBlock;
-  using Shape = RowBlockShape<W>;
-  constexpr int kPer = kRbThreads * Shape::kPieces, kElemsPerPiece = kRbPiece / kRbElemBytes;
+  using Shape = RowBlockShape;
+  constexpr int BS = F == Format::NVFP4 ? num::kNvBlock : num::kMxBlock;
+  constexpr bool kPair = G == kPairG;
   // MXFP4 with g = 16 / 64: 1/sqrt(g) = 2^-kShift is exact, and the encoder takes it with the block scale.
   constexpr int kShift = F == Format::MXFP4 ? (G == 16 ? 2 : G == 64 ? 3 : 0) : 0;
   extern __shared__ uint8_t smem_raw[];
@@ -159,11 +171,13 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
   __shared__ __align__(8) uint64_t full[Shape::kStages];
   constexpr bool kNvTable = F == Format::NVFP4;
   __shared__ float nv_mult[kNvTable ? kNvScales : 1];
+  __shared__ __align__(16) uint32_t pair_flip[kPair ? kW : 1];  // g = 128: the flips differ by parity
 
   const DirArgs& d = a.d;
   Codec codec = kernel_codec<F, Rd>(d);
   codec.rule = Rule;  // compile time: the per-block scale rule switch folds away
   if (kNvTable) fill_nv_multipliers(nv_mult, codec);
+  if (kPair && threadIdx.x < kW) pair_flip[threadIdx.x] = a.flip[threadIdx.x];
   if (threadIdx.x == 0) {
     FP4_UNROLL
     for (int s = 0; s < Shape::kStages; ++s)
@@ -172,13 +186,15 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
     asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map)) : "memory");
   }
   __syncthreads();
+  const bool odd = threadIdx.x & 1;  // = the piece's parity
+  const uint32_t* flip = kPair ? pair_flip + (odd ? kW / 2 : 0) : a.flip;
   // The ring runs kStages - 1 tiles ahead: the prologue asks for the first tiles only, so that every
   // CTA's first tile arrives early (all CTAs fill at once), and each iteration asks for the tile
   // kStages - 1 ahead into the stage the previous iteration freed.
   constexpr int kAhead = Shape::kStages - 1;
   if (threadIdx.x == 0)
     for (int s = 0; s < kAhead && blockIdx.x + int64_t(s) * gridDim.x < a.tiles; ++s)
-      rb_load<Shape>(&map, base + s * Shape::kStageBytes, smem_addr(&full[s]), blockIdx.x + int64_t(s) * gridDim.x);
+      rb_load(&map, base + s * Shape::kStageBytes, smem_addr(&full[s]), blockIdx.x + int64_t(s) * gridDim.x);
 
   int it = 0;
   for (int64_t tile = blockIdx.x; tile < a.tiles; tile += gridDim.x, ++it) {
@@ -187,61 +203,54 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
     const int64_t ahead = tile + int64_t(kAhead) * gridDim.x;
     if (threadIdx.x == 0 && ahead < a.tiles) {
       const int sa = (it + kAhead) % Shape::kStages;  // freed by the previous iteration's barrier
-      rb_load<Shape>(&map, base + sa * Shape::kStageBytes, smem_addr(&full[sa]), ahead);
+      rb_load(&map, base + sa * Shape::kStageBytes, smem_addr(&full[sa]), ahead);
     }
     rb_wait(smem_addr(&full[s]), uint32_t(it / Shape::kStages) & 1u);
-    float v[W];
-    rb_values<W>(v, stage, int(threadIdx.x) * Shape::kPieces, a.flip, G != 0);
+    float v[kW];
+    rb_values(v, stage, int(threadIdx.x), flip, G != 0);
     // Every thread has read its values: the stage can be refilled. The refill is a write of the async
     // proxy, so each reader orders its (generic-proxy) reads before it with a proxy fence first; a
     // barrier alone let TMA overwrite reads still in flight (rare wrong chunks with two stages).
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncthreads();
 
-    const int64_t piece = tile * kPer + int64_t(threadIdx.x) * Shape::kPieces;
+    // Before the range check: g = 128 shuffles with the partner (past the end both of a pair are, as
+    // the pieces are even in number; their values are TMA's zero fill).
+    if constexpr (G != 0) rb_hadamard<G, kShift != 0>(v, odd);
+    const int64_t piece = tile * kRbThreads + threadIdx.x;
     if (piece >= a.pieces) continue;  // past the end (zero fill)
-    if constexpr (G != 0) rb_hadamard<G, kShift != 0, W>(v);
-    const int64_t pos = piece * kElemsPerPiece;  // = line * K + col: the input is contiguous
-    uint32_t words[W / 8];
-    uint8_t scales[W / BS];
+    const int64_t pos = piece * kW;  // = line * K + col: the input is contiguous
+    uint32_t words[kW / 8];
+    uint8_t scales[kW / BS];
     FP4_UNROLL
-    for (int b = 0; b < W / BS; ++b) {
+    for (int b = 0; b < kW / BS; ++b) {
       float u[BS];
       FP4_UNROLL
       for (int i = 0; i < BS; ++i) u[i] = v[b * BS + i];
+      const int64_t bpos = pos + b * BS;
       // The block amax of y = u 2^-kShift is the amax of u times 2^-kShift: rounding is monotonic.
       const float amax = lane_amax(u) * num::exp2i(-kShift);
       const uint32_t sc = codec.scale_from_amax(amax);
       scales[b] = uint8_t(sc);
       uint32_t bw[BS / 8], clipped = 0;
       bool done = false;
-      if constexpr (F == Format::MXFP4) done = encode_mx_scaled<Rd, kShift>(u, d, codec.prescale, sc, pos + b * BS, bw);
+      if constexpr (F == Format::MXFP4) done = encode_mx_scaled<Rd, kShift>(u, d, codec.prescale, sc, bpos, bw);
       if (!done) {
         if (kShift) {
           FP4_UNROLL
           for (int i = 0; i < BS; ++i) u[i] = u[i] * num::exp2i(-kShift);  // = inv_sqrt_pow2(G): the deferred multiply
         }
-        encode_block(u, d, codec, sc, kNvTable ? nv_mult : nullptr, num::Stream::Rowwise, pos + b * BS, bw, clipped);
+        encode_block(u, d, codec, sc, kNvTable ? nv_mult : nullptr, num::Stream::Rowwise, bpos, bw, clipped);
       }
       FP4_UNROLL
       for (int i = 0; i < BS / 8; ++i) words[b * (BS / 8) + i] = bw[i];
+      if (d.scale_blocked) d.store_scale(bpos / d.K, (bpos % d.K) / BS, uint8_t(sc), BS);
     }
     FP4_UNROLL
-    for (int i = 0; i < W / 32; ++i)
+    for (int i = 0; i < kW / 32; ++i)
       reinterpret_cast<uint4*>(d.data + pos / 2)[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
-    if (d.scale_blocked) {
-      FP4_UNROLL
-      for (int b = 0; b < W / BS; ++b) d.store_scale(pos / d.K, (pos % d.K) / BS + b, scales[b], BS);
-    } else {  // the W / BS bytes are consecutive and W / BS aligned (K is a multiple of W)
-      uint8_t* dst = static_cast<uint8_t*>(d.scale) + pos / BS;
-      if constexpr (W / BS == 2) *reinterpret_cast<uint16_t*>(dst) = uint16_t(scales[0] | scales[1] << 8);
-      else {
-        FP4_UNROLL
-        for (int b = 0; b < W / BS; b += 4)
-          *reinterpret_cast<uint32_t*>(dst + b) =
-              uint32_t(scales[b]) | uint32_t(scales[b + 1]) << 8 | uint32_t(scales[b + 2]) << 16 | uint32_t(scales[b + 3]) << 24;
-      }
-    }
+    if (!d.scale_blocked)  // the kW / BS bytes are consecutive and aligned (K is a multiple of 64)
+      store_scale_bytes<kW / BS>(static_cast<uint8_t*>(d.scale) + pos / BS, scales);
   }
 }
 
@@ -266,7 +275,7 @@ CUtensorMap piece_map(const void* x, int64_t pieces, int box) {
 
 template <Format F, ScaleRule Rule, Rounding Rd, int G>
 void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_t stream) {
-  using Shape = RowBlockShape<rowblock_width(G)>;
+  using Shape = RowBlockShape;
   static int ctas[64] = {};
   auto kernel = quantize_rowblocks<F, Rule, Rd, G>;
   const int per_sm = once_per_device(ctas, [&](int) {
@@ -278,10 +287,11 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_
   RowBlockArgs a{};
   a.d = row;
   a.pieces = R * C * kRbElemBytes / kRbPiece;
-  constexpr int kPer = kRbThreads * Shape::kPieces;
-  a.tiles = (a.pieces + kPer - 1) / kPer;
-  constexpr int W = rowblock_width(G);
-  for (int j = 0; j < W; ++j) {  // element j: bit 16 (j % 2) + 15 of pair j / 2
+  a.tiles = (a.pieces + kRbThreads - 1) / kRbThreads;
+  // Element j of a thread's values (j < 64; g = 128: of the pair's 128) takes the sign of element j % g
+  // of the g-block: bit 16 (j % 2) + 15 of pair j / 2.
+  constexpr int kSpan = G > kW ? G : kW;
+  for (int j = 0; j < kSpan; ++j) {
     const int i = G ? j % G : 0;
     if (G && ((row.signs[i >> 5] >> (i & 31)) & 1u)) a.flip[j / 2] |= 0x8000u << (16 * (j % 2));
   }
@@ -302,10 +312,10 @@ static bool rowblocks_enabled() {
 bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
                         cudaStream_t stream) {
   const Codec& c = row.codec;
-  const int g = row.g, W = rowblock_width(g);
+  const int g = row.g, span = std::max(g, kW);  // K holds whole g-blocks and whole pieces
   const bool fits = rowblocks_enabled() && row.on && !row.block_2d && !row.mask && dtype == DType::BF16 &&
                     (c.fmt == Format::NVFP4 || (c.fmt == Format::MXFP4 && c.rule != ScaleRule::Quest)) &&
-                    (g == 0 || g == 16 || g == 32 || g == 64 || g == 128) && ld == C && C > 0 && C % W == 0 && R > 0 &&
+                    (g == 0 || g == 16 || g == 32 || g == 64 || g == 128) && ld == C && C > 0 && C % span == 0 && R > 0 &&
                     reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(row.data) % 16 == 0 &&
                     (row.scale_blocked || reinterpret_cast<uintptr_t>(row.scale) % 8 == 0) &&
                     R * C * kRbElemBytes / kRbPiece < (int64_t(1) << 31) - 1024;
