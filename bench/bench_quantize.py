@@ -3,7 +3,9 @@
 Bytes moved = input read once + every output written (codes, scales, masks). The copy baseline moves
 the same number of bytes (read + write) in the same run. Kernel time = CUDA-graph replay (the issue's
 bandwidth); "eager" = back-to-back Python calls, host cost included. Prints a markdown table.
-    python bench/bench_quantize.py [--shapes 16384x4096,8192x8192,65536x4096]
+    python bench/bench_quantize.py [--shapes 16384x4096,8192x8192,65536x4096] [--modes row+col]
+(--modes: only the modes whose label contains it; FP4GEMM_QUANTIZE_KERNEL=lanes for the lane / tile
+kernels instead of the block kernels.)
 """
 from __future__ import annotations
 
@@ -25,12 +27,16 @@ MODES = [  # (label, fmt, kwargs); the issue's targets: RTN+RHT<=128 rowwise >= 
      dict(rounding="sr", prescale=True, hadamard=fp4gemm.Hadamard(64, seed=1), columnwise=True, seed=1)),
     ("mxfp4 SR RHT256 row+col", "mxfp4", dict(rounding="sr", hadamard=fp4gemm.Hadamard(256, seed=1), columnwise=True, seed=1)),
     ("mxfp4 RTN row+col", "mxfp4", dict(columnwise=True)),
+    ("mxfp4 RTN RHT64 row+col", "mxfp4", dict(hadamard=fp4gemm.Hadamard(64, seed=1), columnwise=True)),
     ("nvfp4 TE RTN rowwise", "nvfp4", dict()),
     ("nvfp4 TE RTN rowwise, amax given", "nvfp4", dict(amax="given")),
     ("nvfp4 TE RTN RHT16 rowwise, amax given", "nvfp4", dict(amax="given", hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS))),
     ("nvfp4 2D RTN row+col (weights)", "nvfp4", dict(block_2d=True, columnwise=True)),
     ("nvfp4 SR RHT16(col) row+col (TE wgrad)", "nvfp4",
      dict(rounding="sr", columnwise=True, columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS), seed=1)),
+    ("nvfp4 SR RHT16(col) row+col (TE wgrad), amax given", "nvfp4",
+     dict(rounding="sr", columnwise=True, columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS), seed=1,
+          amax="given")),
     ("fp4_row pow2 RTN rowwise", "fp4_row", dict()),
 ]
 
@@ -56,6 +62,7 @@ def out_bytes(q) -> int:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--shapes", default="16384x4096,8192x8192,65536x4096")
+    p.add_argument("--modes", default="")
     args = p.parse_args()
     print(f"device: {torch.cuda.get_device_name()} | torch {torch.__version__}")
     print("| shape | mode | kernel ms | GB/s | copy GB/s | ratio | eager ms |\n|---|---|---|---|---|---|---|")
@@ -63,6 +70,8 @@ def main() -> None:
         R, C = map(int, shape.split("x"))
         xs = [torch.randn(R, C, device="cuda", dtype=torch.bfloat16) for _ in range(2)]  # rotate: > L2
         for label, fmt, kw in MODES:
+            if args.modes not in label:
+                continue
             kw = dict(kw)
             if kw.get("amax") == "given":
                 kw["amax"] = xs[0].abs().amax().float()

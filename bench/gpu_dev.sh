@@ -14,7 +14,8 @@
 # `profile:V` (ncu of kernel V = 0 CUTLASS, 128 / 256 [x2] hand-written, one launch at
 # 4096x4096x16384, with a per-SASS-line summary), `quant` (fp4gemm_quantize_bench: the rowwise quantize
 # kernels' bytes against the CPU path, and their bandwidth against a copy), `qprofile:I` (ncu of
-# quantize mode I), `pyquant` (the GPU quantize tests, memcheck / racecheck on them and
+# quantize mode I), `pyprofile:TEXT` (ncu of the bench_quantize.py mode whose label contains TEXT),
+# `pyquant` (the GPU quantize tests, memcheck / racecheck on them and
 # bench_quantize.py, with the Python extension built here for the GPU machine's Python 3.12:
 #   cmake -S . -B build/py312 -G Ninja -DFP4GEMM_CUDA=ON -DFP4GEMM_BLACKWELL=OFF \
 #     -DPython_EXECUTABLE=<python3.12> -DCUTLASS_DIR=<wheel's cutlass_library/source> && cmake --build build/py312 --target _C
@@ -47,11 +48,15 @@ for step in "$@"; do
         | tee "$OUT/pytest_quant.log" | tail -4
       for tool in memcheck racecheck; do
         timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
-          tests/test_cuda_quantize.py -k "rowblock and (normal or signed) and 257x640" > "$OUT/sanitizer_$tool.log" 2>&1
+          tests/test_cuda_quantize.py \
+          -k "(rowblock and (normal or signed) and 257x640) or (tileblock and (normal or signed) and 192x640)" > "$OUT/sanitizer_$tool.log" 2>&1
         echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0' "$OUT/sanitizer_$tool.log") clean summaries)"
         tail -2 "$OUT/sanitizer_$tool.log"
       done
-      timeout 150 python3 bench/bench_quantize.py 2>&1 | tee "$OUT/bench_quantize.md" ;;
+      timeout 150 python3 bench/bench_quantize.py 2>&1 | tee "$OUT/bench_quantize.md"
+      echo "row+col modes, FP4GEMM_QUANTIZE_KERNEL=lanes (the tile kernel):"
+      FP4GEMM_QUANTIZE_KERNEL=lanes timeout 100 python3 bench/bench_quantize.py --modes row+col 2>&1 \
+        | tee "$OUT/bench_quantize_lanes.md" ;;
     qprofile:*)  # ncu of quantize mode I (quantize_bench.cu's table) at 8192x8192: qprofile:I
       i=${step#qprofile:}
       timeout 150 ncu --launch-skip 1 -c 1 -k regex:"quantize_rowblocks" --set full -f -o /tmp/ncu/q_$i \
@@ -59,6 +64,24 @@ for step in "$@"; do
       echo "== ncu quantize $i: exit $?"
       ncu --import /tmp/ncu/q_$i.ncu-rep --page details 2>&1 | grep -E "Duration|Throughput|Registers|Achieved Occupancy|Theoretical Occupancy|Issued Ipc|Warp Cycles Per Issued|Stall|No Eligible|Block Limit|Executed Ipc" | head -40
       ncu --import /tmp/ncu/q_$i.ncu-rep --csv --page raw --metrics smsp__pcsamp_warps_issue_stalled_barrier,smsp__pcsamp_warps_issue_stalled_long_scoreboard,smsp__pcsamp_warps_issue_stalled_wait,smsp__pcsamp_warps_issue_stalled_math_pipe_throttle,smsp__pcsamp_warps_issue_stalled_short_scoreboard,smsp__pcsamp_warps_issue_stalled_lg_throttle,smsp__pcsamp_warps_issue_stalled_mio_throttle,smsp__pcsamp_warps_issue_stalled_selected,smsp__pcsamp_warps_issue_stalled_not_selected,smsp__pcsamp_warps_issue_stalled_dispatch_stall,smsp__pcsamp_warps_issue_stalled_membar,smsp__pcsamp_warps_issue_stalled_sleeping,smsp__pcsamp_warps_issue_stalled_branch_resolving,smsp__pcsamp_warps_issue_stalled_no_instructions,smsp__pcsamp_warps_issue_stalled_drain,smsp__pcsamp_warps_issue_stalled_imc_miss,smsp__pcsamp_warps_issue_stalled_tex_throttle 2>&1 | tail -3 ;;
+    pyprofile:*)  # ncu of one bench_quantize.py mode (the first whose label contains the text) at 8192x8192
+      m=${step#pyprofile:}
+      cp build/py312/_C.cpython-312-x86_64-linux-gnu.so python/fp4gemm/ || exit 1
+      tag=$(echo "$m" | tr -c 'A-Za-z0-9' _)
+      PYTHONPATH="$PWD/python:$PWD/bench" timeout 200 ncu --launch-skip 1 -c 1 -k regex:"quantize_(tileblocks|rowblocks|tile|rows)" \
+        --set full -f -o /tmp/ncu/py_$tag python3 -c "
+import sys, torch, fp4gemm, bench_quantize as b
+label, fmt, kw = next(m for m in b.MODES if sys.argv[1] in m[0])
+x = torch.randn(8192, 8192, device='cuda', dtype=torch.bfloat16)
+kw = dict(kw, amax=x.abs().amax().float()) if kw.get('amax') == 'given' else kw
+for _ in range(3): fp4gemm.quantize(x, fmt, **kw)
+torch.cuda.synchronize(); print('profiled', label)" "$m" > /tmp/ncu/py_$tag.log 2>&1
+      echo "== ncu $m: exit $?"; grep profiled /tmp/ncu/py_$tag.log
+      ncu --import /tmp/ncu/py_$tag.ncu-rep --csv --page details > /tmp/ncu/py_${tag}_details.csv 2>&1
+      ncu --import /tmp/ncu/py_$tag.ncu-rep --csv --page source --print-source sass > /tmp/ncu/py_${tag}_sass.csv 2>&1
+      grep -E '"(Executed Instructions|Issued Ipc Active|Registers Per Thread|Achieved Occupancy|Duration)"' \
+        /tmp/ncu/py_${tag}_details.csv | cut -d, -f12- | head
+      python3 bench/ncu_sass_summary.py /tmp/ncu/py_${tag}_details.csv /tmp/ncu/py_${tag}_sass.csv 2>&1 | head -40 ;;
     profile:*)
       v=${step#profile:}
       timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight \

@@ -387,7 +387,10 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
     if (col_raw) col_a.on = false;
   }
   run(row_a, col_a, true);
-  if (!(row.on && !col.on && quantize_rowblocks(x, dtype, R, C, ld, row, stream))) run(row, col, false);
+  const bool done = row.on && !col.on   ? quantize_rowblocks(x, dtype, R, C, ld, row, stream)
+                    : row.on && col.on ? quantize_tileblocks(x, dtype, R, C, ld, row, col, stream)
+                                       : false;
+  if (!done) run(row, col, false);
 }
 
 }  // namespace fp4gemm::cuda

@@ -200,10 +200,15 @@ inline DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int6
   return d;
 }
 
-// Rowwise-only quantization with whole RHT blocks per thread (quantize_rowblocks.cu), the fast path for
-// contiguous bf16 input: runs it and returns true, or returns false where it does not apply (the
-// caller runs the lane kernel). FP4GEMM_QUANTIZE_KERNEL=lanes turns it off.
+// The block-per-thread kernels, the fast paths for contiguous bf16 input: each runs and returns true,
+// or returns false where it does not apply (the caller runs the lane or tile kernel).
+// quantize_rowblocks.cu: rowwise only. quantize_tileblocks.cu: rowwise and columnwise from one read.
 bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
                         cudaStream_t stream);
+bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
+                         const DirArgs& col, cudaStream_t stream);
+// False when FP4GEMM_QUANTIZE_KERNEL=lanes (A/B runs, debugging: the lane and tile kernels everywhere).
+// Read per call.
+bool block_kernels_enabled();
 
 }  // namespace fp4gemm::cuda

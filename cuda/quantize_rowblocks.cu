@@ -13,17 +13,15 @@
 // swizzle, so that a thread's 128-byte piece reads bank-conflict free) in a ring of stages, at no
 // instruction cost per element. Every value goes through the fp32 operations of numerics.h
 // (hadamard_block, Codec), so the bytes equal the CPU path's.
-#include <cuda.h>  // CUtensorMap
-#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
-
 #include <cstdlib>
 #include <cstring>
-#include <type_traits>
 
-#include "quantize_lane.cuh"
+#include "quantize_blocks.cuh"
 
 namespace fp4gemm::cuda {
 namespace {
+
+using namespace blocks;
 
 constexpr int kRbThreads = 128;  // threads per CTA; a stage holds one 128-byte piece per thread
 constexpr int kRbPiece = 128;    // bytes per TMA row (the span of the 128-byte swizzle)
@@ -33,7 +31,8 @@ constexpr int kRbElemBytes = 2;
 
 // Values per thread: one 128-byte piece, so the per-thread work (scales, stores, addresses) is shared
 // by 64 values.
-constexpr int kW = kRbPiece / kRbElemBytes;
+constexpr int kW = kValues;
+static_assert(kW == kRbPiece / kRbElemBytes, "a thread's values are one piece");
 // The RHT block that two threads share (the pair of lanes 2m, 2m + 1 holds one block).
 constexpr int kPairG = 2 * kW;
 
@@ -58,104 +57,24 @@ struct RowBlockArgs {
   uint32_t flip[2 * kW / 2];
 };
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ void rb_wait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred p;\nWAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra WAIT_%=;\n}" ::"r"(bar), "r"(parity) : "memory");
-}
-
 // One stage: the tile's 128-byte pieces [tile * kRbThreads, +kRbThreads) into smem, one box.
 __device__ __forceinline__ void rb_load(const CUtensorMap* map, uint32_t dst, uint32_t bar, int64_t tile) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(RowBlockShape::kStageBytes) : "memory");
-  const int row = int(tile * kRbThreads);  // piece index < 2^31 (checked on the host)
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
-      ::"r"(dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(row), "r"(bar) : "memory");
+  // piece index < 2^31 (checked on the host)
+  tma_load_2d(map, dst, bar, 0, int(tile * kRbThreads), RowBlockShape::kStageBytes);
 }
 
-// 16 bytes q (0..7) of 128-byte piece `row` of a stage: the 128-byte swizzle XORs q with row % 8.
-__device__ __forceinline__ uint4 rb_read(uint32_t stage, int row, int q) {
-  uint4 v;
-  // "memory": the read must stay before the __syncthreads that lets TMA refill the stage.
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(stage + row * kRbPiece + ((q ^ (row & 7)) << 4))
-               : "memory");
-  return v;
-}
-
-// The thread's kW values (piece `row` of the stage) as fp32 with the RHT signs applied: the sign bits
-// of each raw bf16 pair flipped by flip[k] (a flip commutes with the exact conversion), then each half
-// converted by a shift / mask.
-__device__ __forceinline__ void rb_values(float (&v)[kW], uint32_t stage, int row, const uint32_t* flip, bool g) {
+// g = kPairG: the stages up to h = 32 ran in each thread (block_hadamard); the thread of parity `odd`
+// holds elements 64 odd .. 64 odd + 63 of the block, and the last stage (h = 64) pairs its value k
+// with the partner's: the even thread becomes a + b = mine + partner, the odd a - b = partner + (-1) *
+// mine, one FFMA each (the product is exact, so it rounds as the add / subtract). Then numerics.h
+// hadamard_block's 1/sqrt(g) multiply.
+__device__ __forceinline__ void pair_stage(float (&v)[kW], bool odd) {
+  const float sign = odd ? -1.0f : 1.0f;
   FP4_UNROLL
-  for (int c = 0; c < kW / 8; ++c) {  // 16 bytes: 8 values
-    const uint4 u = rb_read(stage, row, c);
-    const uint32_t raw[4] = {u.x, u.y, u.z, u.w};
-    FP4_UNROLL
-    for (int k = 0; k < 4; ++k) {
-      const uint32_t w = g ? raw[k] ^ flip[4 * c + k] : raw[k];
-      v[8 * c + 2 * k] = num::bits_f32(w << 16);
-      v[8 * c + 2 * k + 1] = num::bits_f32(w & 0xFFFF0000u);
-    }
-  }
-}
-
-// Butterfly stages h = 1 .. G/2 of numerics.h hadamard_block (its sign flips came with the values),
-// then its 1/sqrt(g) multiply unless kDeferScale (the encoder takes it). G = kPairG: the thread of
-// parity `odd` holds elements 64 odd .. 64 odd + 63 of the block, and the last stage (h = 64) pairs
-// its value k with the partner's: the even thread becomes a + b = mine + partner, the odd a - b =
-// partner + (-1) * mine, one FFMA each (the product is exact, so it rounds as the add / subtract).
-template <int G, bool kDeferScale>
-__device__ __forceinline__ void rb_hadamard(float (&v)[kW], bool odd) {
-  register_butterflies(v, G < kW ? G : kW);  // a constant here: the stage loop ends at compile time
-  if constexpr (G == kPairG) {
-    const float sign = odd ? -1.0f : 1.0f;
-    FP4_UNROLL
-    for (int k = 0; k < kW; ++k) v[k] = __fmaf_rn(v[k], sign, __shfl_xor_sync(0xFFFFFFFFu, v[k], 1));
-  }
-  if (kDeferScale) return;
-  const float scale = num::inv_sqrt_pow2(G);
+  for (int k = 0; k < kW; ++k) v[k] = __fmaf_rn(v[k], sign, __shfl_xor_sync(0xFFFFFFFFu, v[k], 1));
+  const float scale = num::inv_sqrt_pow2(kPairG);
   FP4_UNROLL
   for (int k = 0; k < kW; ++k) v[k] = v[k] * scale;
-}
-
-// MXFP4 block encode without the multiply by its scale 2^-e per element (numerics.h e2m1_scaled):
-// v = y * 2^-e is read off y by the grid. kShift > 0: u holds the RHT output before its 1/sqrt(g) =
-// 2^-kShift (g = 16, 64), which the grid takes too. With the 3/4 prescale one multiply per element
-// remains, by the exact constant 3/4 2^-kShift; its rounding equals the CPU's rounding of y * (3/4
-// 2^-e) wherever the result is normal. Applies for e >= kMinExp: there a y (or u 2^-kShift, or
-// 3/4 y) that is not exact is below 2^-126, so |v| < 2^(-126-e) <= 2^-26, where every code is zero
-// and every SR threshold 0 in both forms. Returns false (the caller runs the plain form) for a NaN
-// block and for e < kMinExp (block amax < 2^-98). e + kShift <= 126 always (u is finite), inside
-// e2m1_scaled's range.
-constexpr int kMinExp = -100;
-template <Rounding Rd, int kShift, int N>
-__device__ __forceinline__ bool encode_mx_scaled(const float (&u)[N], const DirArgs& d, bool prescale, uint32_t s,
-                                                 int64_t pos, uint32_t (&words)[N / 8]) {
-  const int e = int(s) - 127;
-  if (s == num::kE8M0NaN || e < kMinExp) return false;
-  auto encode = [&](auto kPre) {  // the prescale branch outside the per-element loop
-    constexpr bool kPrescale = decltype(kPre)::value;
-    const num::E2M1Scaled grid = num::e2m1_scaled(kPrescale ? e : e + kShift);
-    pack_codes(u, d, Rd == Rounding::SR, num::Stream::Rowwise, pos, words, [&](int, float x, uint32_t r) {
-      const float y = kPrescale ? x * (0.75f * num::exp2i(-kShift)) : x;  // an exact constant
-      if constexpr (Rd == Rounding::SR) return num::e2m1_sr_scaled_bits(y, grid, r);
-      else return num::e2m1_rtn_scaled_bits(y, grid);
-    });
-  };
-  if (prescale) encode(std::true_type{});
-  else encode(std::false_type{});
-  return true;
-}
-
-// N consecutive scale bytes (N = 2, 4; dst N-aligned) in one store.
-template <int N>
-__device__ __forceinline__ void store_scale_bytes(uint8_t* dst, const uint8_t (&s)[N]) {
-  if constexpr (N == 2) *reinterpret_cast<uint16_t*>(dst) = uint16_t(s[0] | s[1] << 8);
-  else *reinterpret_cast<uint32_t*>(dst) = uint32_t(s[0]) | uint32_t(s[1]) << 8 | uint32_t(s[2]) << 16 | uint32_t(s[3]) << 24;
 }
 
 template <Format F, ScaleRule Rule, Rounding Rd, int G>
@@ -165,7 +84,7 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
   constexpr int BS = F == Format::NVFP4 ? num::kNvBlock : num::kMxBlock;
   constexpr bool kPair = G == kPairG;
   // MXFP4 with g = 16 / 64: 1/sqrt(g) = 2^-kShift is exact, and the encoder takes it with the block scale.
-  constexpr int kShift = F == Format::MXFP4 ? (G == 16 ? 2 : G == 64 ? 3 : 0) : 0;
+  constexpr int kShift = encoder_shift<F, G>();
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;  // the swizzle pattern needs 1 KB alignment
   __shared__ __align__(8) uint64_t full[Shape::kStages];
@@ -181,7 +100,7 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
   if (threadIdx.x == 0) {
     FP4_UNROLL
     for (int s = 0; s < Shape::kStages; ++s)
-      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&full[s])) : "memory");
+      mbar_init(smem_addr(&full[s]));
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map)) : "memory");
   }
@@ -205,72 +124,23 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
       const int sa = (it + kAhead) % Shape::kStages;  // freed by the previous iteration's barrier
       rb_load(&map, base + sa * Shape::kStageBytes, smem_addr(&full[sa]), ahead);
     }
-    rb_wait(smem_addr(&full[s]), uint32_t(it / Shape::kStages) & 1u);
+    mbar_wait(smem_addr(&full[s]), uint32_t(it / Shape::kStages) & 1u);
     float v[kW];
-    rb_values(v, stage, int(threadIdx.x), flip, G != 0);
-    // Every thread has read its values: the stage can be refilled. The refill is a write of the async
-    // proxy, so each reader orders its (generic-proxy) reads before it with a proxy fence first; a
-    // barrier alone let TMA overwrite reads still in flight (rare wrong chunks with two stages).
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    __syncthreads();
+    piece_values(v, stage, int(threadIdx.x), flip, G != 0);
+    release_stage();  // every thread has read its values: the stage can be refilled
 
     // Before the range check: g = 128 shuffles with the partner (past the end both of a pair are, as
     // the pieces are even in number; their values are TMA's zero fill).
-    if constexpr (G != 0) rb_hadamard<G, kShift != 0>(v, odd);
+    if constexpr (G != 0) block_hadamard<G, kShift>(v);
+    if constexpr (kPair) pair_stage(v, odd);
     const int64_t piece = tile * kRbThreads + threadIdx.x;
     if (piece >= a.pieces) continue;  // past the end (zero fill)
     const int64_t pos = piece * kW;  // = line * K + col: the input is contiguous
     uint32_t words[kW / 8];
     uint8_t scales[kW / BS];
-    FP4_UNROLL
-    for (int b = 0; b < kW / BS; ++b) {
-      float u[BS];
-      FP4_UNROLL
-      for (int i = 0; i < BS; ++i) u[i] = v[b * BS + i];
-      const int64_t bpos = pos + b * BS;
-      // The block amax of y = u 2^-kShift is the amax of u times 2^-kShift: rounding is monotonic.
-      const float amax = lane_amax(u) * num::exp2i(-kShift);
-      const uint32_t sc = codec.scale_from_amax(amax);
-      scales[b] = uint8_t(sc);
-      uint32_t bw[BS / 8], clipped = 0;
-      bool done = false;
-      if constexpr (F == Format::MXFP4) done = encode_mx_scaled<Rd, kShift>(u, d, codec.prescale, sc, bpos, bw);
-      if (!done) {
-        if (kShift) {
-          FP4_UNROLL
-          for (int i = 0; i < BS; ++i) u[i] = u[i] * num::exp2i(-kShift);  // = inv_sqrt_pow2(G): the deferred multiply
-        }
-        encode_block(u, d, codec, sc, kNvTable ? nv_mult : nullptr, num::Stream::Rowwise, bpos, bw, clipped);
-      }
-      FP4_UNROLL
-      for (int i = 0; i < BS / 8; ++i) words[b * (BS / 8) + i] = bw[i];
-      if (d.scale_blocked) d.store_scale(bpos / d.K, (bpos % d.K) / BS, uint8_t(sc), BS);
-    }
-    FP4_UNROLL
-    for (int i = 0; i < kW / 32; ++i)
-      reinterpret_cast<uint4*>(d.data + pos / 2)[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
-    if (!d.scale_blocked)  // the kW / BS bytes are consecutive and aligned (K is a multiple of 64)
-      store_scale_bytes<kW / BS>(static_cast<uint8_t*>(d.scale) + pos / BS, scales);
+    encode_values<F, Rd, kShift>(v, d, codec, kNvTable ? nv_mult : nullptr, num::Stream::Rowwise, pos, words, scales);
+    store_values<BS>(d, pos, words, scales);
   }
-}
-
-// The input as rows of 128 bytes (pieces), read in boxes of `box` rows with the 128-byte swizzle.
-CUtensorMap piece_map(const void* x, int64_t pieces, int box) {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    FP4_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q));
-    if (q != cudaDriverEntryPointSuccess || !fn) throw std::runtime_error("fp4gemm: cuTensorMapEncodeTiled not found");
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  CUtensorMap m;
-  const cuuint64_t dims[2] = {cuuint64_t(kRbPiece), cuuint64_t(pieces)}, strides[1] = {cuuint64_t(kRbPiece)};
-  const cuuint32_t boxes[2] = {cuuint32_t(kRbPiece), cuuint32_t(box)}, ones[2] = {1, 1};
-  const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(x), dims, strides, boxes, ones,
-                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) throw std::runtime_error("fp4gemm: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
-  return m;
 }
 
 template <Format F, ScaleRule Rule, Rounding Rd, int G>
@@ -295,7 +165,8 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_
     const int i = G ? j % G : 0;
     if (G && ((row.signs[i >> 5] >> (i & 31)) & 1u)) a.flip[j / 2] |= 0x8000u << (16 * (j % 2));
   }
-  const CUtensorMap map = piece_map(x, a.pieces, Shape::kBox);
+  // The input as rows of 128 bytes (pieces), read in boxes of kBox rows.
+  const CUtensorMap map = tensor_map_2d(x, kRbPiece, a.pieces, kRbPiece, kRbPiece, Shape::kBox);
   const int64_t grid = std::min<int64_t>(a.tiles, int64_t(sm_count()) * per_sm);
   kernel<<<unsigned(grid), kRbThreads, Shape::kSmem, stream>>>(map, a);
   FP4_CUDA_CHECK(cudaGetLastError());
@@ -303,8 +174,7 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_
 
 }  // namespace
 
-// FP4GEMM_QUANTIZE_KERNEL=lanes: the lane kernel everywhere (A/B runs, debugging). Read per call.
-static bool rowblocks_enabled() {
+bool block_kernels_enabled() {
   const char* e = std::getenv("FP4GEMM_QUANTIZE_KERNEL");
   return !(e && std::strcmp(e, "lanes") == 0);
 }
@@ -313,7 +183,7 @@ bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_
                         cudaStream_t stream) {
   const Codec& c = row.codec;
   const int g = row.g, span = std::max(g, kW);  // K holds whole g-blocks and whole pieces
-  const bool fits = rowblocks_enabled() && row.on && !row.block_2d && !row.mask && dtype == DType::BF16 &&
+  const bool fits = block_kernels_enabled() && row.on && !row.block_2d && !row.mask && dtype == DType::BF16 &&
                     (c.fmt == Format::NVFP4 || (c.fmt == Format::MXFP4 && c.rule != ScaleRule::Quest)) &&
                     (g == 0 || g == 16 || g == 32 || g == 64 || g == 128) && ld == C && C > 0 && C % span == 0 && R > 0 &&
                     reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(row.data) % 16 == 0 &&

@@ -152,6 +152,65 @@ def test_rowblock_kernel_runs_and_the_lane_kernel_agrees(monkeypatch):
     assert torch.equal(q.codes(), q2.codes()) and torch.equal(q.scale_bytes(), q2.scale_bytes())
 
 
+# The row+col block kernel (quantize_tileblocks.cu): rowwise and columnwise bf16 calls on contiguous rows,
+# R and K multiples of 64, one format / rule / rounding, column g 0 / 16 / 32 / 64 and row g 0 or the
+# same. Shapes: one tile short of its 128 rows, rows not a multiple of 128, many tiles.
+TILEBLOCK_MODES = [
+    ("mxfp4", dict()), ("mxfp4", dict(rounding="sr", prescale=True, hadamard=fp4gemm.Hadamard(64, seed=3))),
+    ("mxfp4", dict(scale_rule="rceil", hadamard=fp4gemm.Hadamard(32, seed=4))),
+    ("mxfp4", dict(scale_rule="even", rounding="sr", hadamard=fp4gemm.Hadamard(16, seed=5))),
+    ("mxfp4", dict(rounding="sr", hadamard=None, columnwise_hadamard=fp4gemm.Hadamard(64, seed=6))),
+    ("mxfp4", dict(prescale=True, hadamard=fp4gemm.Hadamard(16, seed=9))),  # RTN, 3/4 with 1/sqrt(g) folded
+    ("nvfp4", dict()), ("nvfp4", dict(scale_rule="torchao", rounding="sr")),
+    ("nvfp4", dict(rounding="sr", columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS))),
+    ("nvfp4", dict(hadamard=fp4gemm.Hadamard(32, seed=7), prescale=True)),
+]
+
+
+@pytest.mark.parametrize("fmt,kw", TILEBLOCK_MODES)
+@pytest.mark.parametrize("kind", ["normal", "heavy", "tiny", "huge", "const", "zeros_and_nan", "signed_zeros"])
+@pytest.mark.parametrize("shape", [(64, 64), (192, 640), (256, 4096)], ids=lambda s: "x".join(map(str, s)))
+def test_tileblock_kernel_bytes_match_cpu(fmt, kw, kind, shape):
+    x = inputs(kind, shape, torch.bfloat16)
+    qc, qg = both(x, fmt, kw, columnwise=True)
+    assert_same(qc, qg)
+    assert_same(qc.columnwise, qg.columnwise)
+    _, qb = both(x, fmt, kw, columnwise=True, scale_layout="blocked")  # the blocked scales' byte stores
+    for c, b in ((qc, qb), (qc.columnwise, qb.columnwise)):
+        assert torch.equal(b.scale.view(torch.uint8).cpu(), fp4gemm.to_blocked(c.scale).view(torch.uint8))
+        assert torch.equal(b.codes().cpu(), c.codes())
+
+
+@pytest.mark.parametrize("fmt,kw", [TILEBLOCK_MODES[i] for i in (1, 4, 8)])
+def test_tileblock_kernel_many_tiles_per_cta(fmt, kw):
+    """2048 x 8192: 2048 tiles of 128 x 64, several per CTA on any GPU, so the ring's stages are reused
+    and its barrier phases flip."""
+    x = inputs("heavy", (2048, 8192), torch.bfloat16, seed=3)
+    qc, qg = both(x, fmt, kw, columnwise=True)
+    assert_same(qc, qg)
+    assert_same(qc.columnwise, qg.columnwise)
+
+
+def test_tileblock_kernel_runs_and_the_tile_kernel_agrees(monkeypatch):
+    """As for the rowwise block kernel: the profiler shows the row+col block kernel ran, and
+    FP4GEMM_QUANTIZE_KERNEL=lanes (the tile kernel) gives the same bytes."""
+    x = inputs("heavy", (512, 2048), torch.bfloat16).cuda()
+    kw = dict(rounding="sr", seed=3, prescale=True, hadamard=fp4gemm.Hadamard(64, seed=1), columnwise=True)
+
+    def run():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            q = fp4gemm.quantize(x, **kw)
+            torch.cuda.synchronize()
+        return q, [e.name for e in prof.events()]
+    q, names = run()
+    assert any("quantize_tileblocks" in n for n in names), names
+    monkeypatch.setenv("FP4GEMM_QUANTIZE_KERNEL", "lanes")
+    q2, names = run()
+    assert not any("quantize_tileblocks" in n for n in names) and any("quantize_tile" in n for n in names), names
+    for a, b in ((q, q2), (q.columnwise, q2.columnwise)):
+        assert torch.equal(a.codes(), b.codes()) and torch.equal(a.scale_bytes(), b.scale_bytes())
+
+
 # Columnwise, a thread owns 32 rows of a column: NVFP4 / fp4_row tiles whose last span holds one
 # 16-row block, column RHT larger than 32 (stages across the spans of one warp), ragged columns.
 @pytest.mark.parametrize("fmt,kw,shape", [
