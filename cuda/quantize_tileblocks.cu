@@ -1,6 +1,6 @@
 // Rowwise and columnwise quantization from one read, with whole Hadamard blocks per thread: the fast
-// path of row+col calls on contiguous bf16 input (quantize.cu's quantize() calls quantize_tileblocks(),
-// which runs it where it applies; elsewhere the tile kernel quantize_tile runs).
+// path of row+col calls with a column RHT on contiguous bf16 input (quantize.cu's quantize() calls
+// quantize_tileblocks(), which runs it where it applies; elsewhere the tile kernel quantize_tile runs).
 //
 // Why: the tile kernel gives a thread 16 values of a row and 32 of a column, so a column RHT of g = 64
 // takes a shuffle per value, its per-row work is shared by few values, and it converts the tile to
@@ -162,12 +162,14 @@ bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64
   auto out_ok = [&](const DirArgs& d) {
     return !d.block_2d && !d.mask && aligned(d.data, 16) && (d.scale_blocked || aligned(d.scale, 4));
   };
-  // One Rule, format and rounding for both directions; the column g is 0, 16, 32 or 64, the row g 0 or
-  // the same (the recipes': Tseng et al. and Quartet's both ways, TransformerEngine's columns only).
+  // One Rule, format and rounding for both directions; the column g is 16, 32 or 64, the row g 0 or the
+  // same (the recipes': Tseng et al. and Quartet's both ways, TransformerEngine's columns only).
+  // Without a column RHT the tile kernel stays: measured as fast at 8192 x 8192 and 8-15 % faster at
+  // 65536 x 4096 (docs/kernels.md, session 18).
   const bool fits = block_kernels_enabled() && row.on && col.on && dtype == DType::BF16 && ld == C &&
                     (rc.fmt == Format::NVFP4 || (rc.fmt == Format::MXFP4 && rc.rule != ScaleRule::Quest)) &&
                     cc.fmt == rc.fmt && cc.rule == rc.rule && cc.rounding == rc.rounding &&
-                    (gc == 0 || gc == 16 || gc == 32 || gc == 64) && (gr == 0 || gr == gc) && out_ok(row) &&
+                    (gc == 16 || gc == 32 || gc == 64) && (gr == 0 || gr == gc) && out_ok(row) &&
                     out_ok(col) && R > 0 && C > 0 && R % kValues == 0 && C % kTileCols == 0 && aligned(x, 16) &&
                     R < (int64_t(1) << 31) && C * 2 < (int64_t(1) << 31);
   if (!fits) return false;
@@ -184,7 +186,6 @@ bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64
       using G32 = integral_constant<int, 32>;
       using G64 = integral_constant<int, 64>;
       switch (gc) {
-        case 0: return run(G0{}, G0{});
         case 16: return gr ? run(G16{}, G16{}) : run(G0{}, G16{});
         case 32: return gr ? run(G32{}, G32{}) : run(G0{}, G32{});
         default: return gr ? run(G64{}, G64{}) : run(G0{}, G64{});

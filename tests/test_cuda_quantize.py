@@ -153,15 +153,17 @@ def test_rowblock_kernel_runs_and_the_lane_kernel_agrees(monkeypatch):
 
 
 # The row+col block kernel (quantize_tileblocks.cu): rowwise and columnwise bf16 calls on contiguous rows,
-# R and K multiples of 64, one format / rule / rounding, column g 0 / 16 / 32 / 64 and row g 0 or the
-# same. Shapes: one tile short of its 128 rows, rows not a multiple of 128, many tiles.
+# R and K multiples of 64, one format / rule / rounding, column g 16 / 32 / 64 and row g 0 or the same.
+# Shapes: one tile short of its 128 rows, rows not a multiple of 128, many tiles.
 TILEBLOCK_MODES = [
-    ("mxfp4", dict()), ("mxfp4", dict(rounding="sr", prescale=True, hadamard=fp4gemm.Hadamard(64, seed=3))),
+    ("mxfp4", dict(hadamard=fp4gemm.Hadamard(64, seed=2))),
+    ("mxfp4", dict(rounding="sr", prescale=True, hadamard=fp4gemm.Hadamard(64, seed=3))),
     ("mxfp4", dict(scale_rule="rceil", hadamard=fp4gemm.Hadamard(32, seed=4))),
     ("mxfp4", dict(scale_rule="even", rounding="sr", hadamard=fp4gemm.Hadamard(16, seed=5))),
     ("mxfp4", dict(rounding="sr", hadamard=None, columnwise_hadamard=fp4gemm.Hadamard(64, seed=6))),
     ("mxfp4", dict(prescale=True, hadamard=fp4gemm.Hadamard(16, seed=9))),  # RTN, 3/4 with 1/sqrt(g) folded
-    ("nvfp4", dict()), ("nvfp4", dict(scale_rule="torchao", rounding="sr")),
+    ("nvfp4", dict(hadamard=None, columnwise_hadamard=fp4gemm.Hadamard(32, seed=10))),
+    ("nvfp4", dict(scale_rule="torchao", rounding="sr", hadamard=fp4gemm.Hadamard(16, seed=11))),
     ("nvfp4", dict(rounding="sr", columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS))),
     ("nvfp4", dict(hadamard=fp4gemm.Hadamard(32, seed=7), prescale=True)),
 ]
