@@ -115,9 +115,9 @@ __device__ __forceinline__ void encode_runs(const float (&v)[N], const DirArgs& 
 }
 
 // NVFP4's element multiplier is a function of the block's E4M3 scale byte (0..126; 127 is NaN) and
-// the tensor's S_enc (or p): in the rowwise-only kernel a table per CTA, filled by codec.multiplier
-// itself, replaces a division per block. Other formats pass no table, nor does the tile kernel (its
-// 1 KB more shared memory per CTA measured slower: docs/kernels.md).
+// the tensor's S_enc (or p): in the rowwise-only and the block kernels a table per CTA (and direction),
+// filled by codec.multiplier itself, replaces a division per block. Other formats pass no table, nor
+// does the tile kernel (its 1 KB more shared memory per CTA measured slower: docs/kernels.md).
 constexpr int kNvScales = 128;
 __device__ __forceinline__ void fill_nv_multipliers(float* table, const Codec& codec) {
   for (int s = threadIdx.x; s < kNvScales; s += blockDim.x) table[s] = codec.multiplier(uint32_t(s));
@@ -205,8 +205,9 @@ inline DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int6
 // quantize_rowblocks.cu: rowwise only. quantize_tileblocks.cu: rowwise and columnwise from one read.
 bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
                         cudaStream_t stream);
+// amax_pass: NVFP4's amax pre-pass of both directions (their `on` flags) instead of the quantization.
 bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
-                         const DirArgs& col, cudaStream_t stream);
+                         const DirArgs& col, bool amax_pass, cudaStream_t stream);
 // False when FP4GEMM_QUANTIZE_KERNEL=lanes (A/B runs, debugging: the lane and tile kernels everywhere).
 // Read per call.
 bool block_kernels_enabled();

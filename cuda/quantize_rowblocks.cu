@@ -49,7 +49,7 @@ struct RowBlockShape {
 struct RowBlockArgs {
   DirArgs d;
   int64_t pieces;  // 128-byte pieces of the input (R * C * 2 / 128)
-  int64_t tiles;   // one stage's worth of input each: ceil(pieces / (threads * pieces per thread))
+  int64_t tiles;   // one stage's worth of input each (a piece per thread): ceil(pieces / kRbThreads)
   // RHT sign flips of the bf16 pair k of a thread's 64 values (the g-block pattern at element j % g):
   // bit 15 / 31 for its element 2k / 2k + 1. One XOR per pair with a kernel parameter (a constant-bank
   // operand, no register). g = 128: entries 32 p + k for the thread of parity p (its values are
@@ -187,7 +187,7 @@ bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_
                     (c.fmt == Format::NVFP4 || (c.fmt == Format::MXFP4 && c.rule != ScaleRule::Quest)) &&
                     (g == 0 || g == 16 || g == 32 || g == 64 || g == 128) && ld == C && C > 0 && C % span == 0 && R > 0 &&
                     reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(row.data) % 16 == 0 &&
-                    (row.scale_blocked || reinterpret_cast<uintptr_t>(row.scale) % 8 == 0) &&
+                    (row.scale_blocked || reinterpret_cast<uintptr_t>(row.scale) % 4 == 0) &&
                     R * C * kRbElemBytes / kRbPiece < (int64_t(1) << 31) - 1024;
   if (!fits) return false;
   with_codec<Format::MXFP4, Format::NVFP4>(c.fmt, c.rounding == Rounding::SR, [&](auto k) {

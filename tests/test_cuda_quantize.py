@@ -98,6 +98,8 @@ ROWBLOCK_MODES = [
     ("nvfp4", dict(hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS), rounding="sr")),
     ("nvfp4", dict(hadamard=fp4gemm.Hadamard(128, seed=8), prescale=True)),
     ("mxfp4", dict(prescale=True, hadamard=fp4gemm.Hadamard(16, seed=9))),  # RTN, 3/4 with 1/sqrt(g) folded
+    ("mxfp4", dict(prescale=True, rounding="sr", hadamard=fp4gemm.Hadamard(32, seed=10))),  # 3/4, no fold
+    ("mxfp4", dict(prescale=True, rounding="sr", hadamard=fp4gemm.Hadamard(128, seed=11))),
 ]
 
 
@@ -113,7 +115,7 @@ def test_rowblock_kernel_bytes_match_cpu(fmt, kw, kind, shape):
     assert torch.equal(qb.codes().cpu(), qc.codes())
 
 
-@pytest.mark.parametrize("fmt,kw", [ROWBLOCK_MODES[i] for i in (3, 4, 5, 9, 11)])
+@pytest.mark.parametrize("fmt,kw", [ROWBLOCK_MODES[i] for i in (3, 4, 5, 6, 9, 11)])
 def test_rowblock_kernel_many_tiles_per_cta(fmt, kw):
     """2048 x 8192: 2048 tiles of 128 x 64 values, several per CTA on any GPU (a grid holds at most
     a few CTAs per SM), so the ring's stages are reused and its barrier phases flip."""
@@ -166,6 +168,10 @@ TILEBLOCK_MODES = [
     ("nvfp4", dict(scale_rule="torchao", rounding="sr", hadamard=fp4gemm.Hadamard(16, seed=11))),
     ("nvfp4", dict(rounding="sr", columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS))),
     ("nvfp4", dict(hadamard=fp4gemm.Hadamard(32, seed=7), prescale=True)),
+    # different sign vectors per direction; NVFP4 at g = 64; the 3/4 prescale where 1/sqrt(g) is not folded
+    ("mxfp4", dict(rounding="sr", hadamard=fp4gemm.Hadamard(64, seed=4), columnwise_hadamard=fp4gemm.Hadamard(64, seed=5))),
+    ("nvfp4", dict(rounding="sr", hadamard=fp4gemm.Hadamard(64, seed=12))),
+    ("mxfp4", dict(prescale=True, rounding="sr", hadamard=fp4gemm.Hadamard(32, seed=13))),
 ]
 
 
@@ -183,12 +189,45 @@ def test_tileblock_kernel_bytes_match_cpu(fmt, kw, kind, shape):
         assert torch.equal(b.codes().cpu(), c.codes())
 
 
-@pytest.mark.parametrize("fmt,kw", [TILEBLOCK_MODES[i] for i in (1, 4, 8)])
-def test_tileblock_kernel_many_tiles_per_cta(fmt, kw):
-    """2048 x 8192: 2048 tiles of 128 x 64, several per CTA on any GPU, so the ring's stages are reused
-    and its barrier phases flip."""
-    x = inputs("heavy", (2048, 8192), torch.bfloat16, seed=3)
+@pytest.mark.parametrize("fmt,kw", [TILEBLOCK_MODES[i] for i in (1, 4, 8, 10)])
+@pytest.mark.parametrize("shape", [(2048, 8192), (2112, 4096)], ids=lambda s: "x".join(map(str, s)))
+def test_tileblock_kernel_many_tiles_per_cta(fmt, kw, shape):
+    """2048 tiles of 128 x 64 (or 1088 with a last row of half tiles), several per CTA on any GPU, so
+    the ring's stages are reused and its barrier phases flip."""
+    x = inputs("heavy", shape, torch.bfloat16, seed=3)
     qc, qg = both(x, fmt, kw, columnwise=True)
+    assert_same(qc, qg)
+    assert_same(qc.columnwise, qg.columnwise)
+
+
+def test_tileblock_kernel_fallbacks_match_cpu():
+    """Calls with a column RHT that the row+col block kernel must leave to the tile kernel: rows 2 bytes
+    off 16-byte alignment, a row stride other than K, R not a multiple of 64, fp16."""
+    kw = dict(rounding="sr", seed=2, prescale=True, hadamard=fp4gemm.Hadamard(32, seed=1), columnwise=True)
+    base = torch.randn(128 * 256 + 1, device="cuda", dtype=torch.bfloat16)
+    wide = torch.randn(128, 320, device="cuda", dtype=torch.bfloat16)
+    for t in (base[1:].view(128, 256), wide[:, :256], torch.randn(96, 256, device="cuda", dtype=torch.bfloat16),
+              torch.randn(128, 256, device="cuda", dtype=torch.float16)):
+        qc, qg = fp4gemm.quantize(t.cpu().contiguous(), **kw), fp4gemm.quantize(t, **kw)
+        assert_same(qc, qg)
+        assert_same(qc.columnwise, qg.columnwise)
+
+
+def kernel_names(fn):
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        out = fn()
+        torch.cuda.synchronize()
+    return out, [e.name for e in prof.events()]
+
+
+def test_tileblock_kernel_takes_the_nvfp4_amax_pass():
+    """TransformerEngine's wgrad quantization without a given amax: the amax pre-pass of both directions
+    (the column's after its RHT) is the block kernel too, two launches and no tile kernel."""
+    x = inputs("heavy", (512, 1024), torch.bfloat16)
+    kw = dict(rounding="sr", seed=4, columnwise=True, columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS))
+    qg, names = kernel_names(lambda: fp4gemm.quantize(x.cuda(), "nvfp4", **kw))
+    assert sum("quantize_tileblocks" in n for n in names) == 2 and not any("quantize_tile<" in n for n in names), names
+    qc = fp4gemm.quantize(x, "nvfp4", **kw)
     assert_same(qc, qg)
     assert_same(qc.columnwise, qg.columnwise)
 
