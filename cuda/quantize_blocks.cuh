@@ -30,6 +30,17 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       "@!p bra WAIT_%=;\n}" ::"r"(bar), "r"(parity) : "memory");
 }
 
+// Thread 0 readies the ring's kStages full-barriers (one arrival each: the TMA issuer's) and
+// prefetches the tensor map; the caller's __syncthreads publishes them.
+template <int kStages>
+__device__ __forceinline__ void ring_init(uint64_t (&full)[kStages], const CUtensorMap* map) {
+  if (threadIdx.x != 0) return;
+  FP4_UNROLL
+  for (int s = 0; s < kStages; ++s) mbar_init(smem_addr(&full[s]));
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
 // One TMA load of `bytes` (the box) at coordinates (x, y) into dst, completing on bar.
 __device__ __forceinline__ void tma_load_2d(const CUtensorMap* map, uint32_t dst, uint32_t bar, int x, int y, int bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
@@ -44,6 +55,29 @@ __device__ __forceinline__ void tma_load_2d(const CUtensorMap* map, uint32_t dst
 __device__ __forceinline__ void release_stage() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   __syncthreads();
+}
+
+// RHT sign flips as XOR masks per bf16 pair (piece_values): element j < n of a thread's values takes
+// the sign of element j % g of the g-block (signs: the direction's sign bits), bit 16 (j % 2) + 15 of
+// flip[j / 2]. g = 0: no flips.
+inline void pair_flips(uint32_t* flip, const uint32_t (&signs)[8], int g, int n) {
+  for (int j = 0; g && j < n; ++j)
+    if ((signs[(j % g) >> 5] >> (j % g & 31)) & 1u) flip[j / 2] |= 0x8000u << (16 * (j % 2));
+}
+
+// The block kernels' scale rules as compile-time constants: fn(std::integral_constant<ScaleRule, R>{})
+// with R = rule, for the rules of format F (MXFP4: floor, rceil, even; NVFP4: TE, torchao).
+template <Format F, class Fn>
+void with_block_rule(ScaleRule rule, Fn&& fn) {
+  using std::integral_constant;
+  if constexpr (F == Format::MXFP4) {
+    if (rule == ScaleRule::Floor) fn(integral_constant<ScaleRule, ScaleRule::Floor>{});
+    else if (rule == ScaleRule::RCeil) fn(integral_constant<ScaleRule, ScaleRule::RCeil>{});
+    else fn(integral_constant<ScaleRule, ScaleRule::Even>{});
+  } else {
+    if (rule == ScaleRule::TE) fn(integral_constant<ScaleRule, ScaleRule::TE>{});
+    else fn(integral_constant<ScaleRule, ScaleRule::Torchao>{});
+  }
 }
 
 // A 2D tensor map over rows of `row_bytes` bytes (`rows` of them, `pitch` bytes apart), read in

@@ -97,13 +97,7 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
   codec.rule = Rule;  // compile time: the per-block scale rule switch folds away
   if (kNvTable) fill_nv_multipliers(nv_mult, codec);
   if (kPair && threadIdx.x < kW) pair_flip[threadIdx.x] = a.flip[threadIdx.x];
-  if (threadIdx.x == 0) {
-    FP4_UNROLL
-    for (int s = 0; s < Shape::kStages; ++s)
-      mbar_init(smem_addr(&full[s]));
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map)) : "memory");
-  }
+  ring_init(full, &map);
   __syncthreads();
   const bool odd = threadIdx.x & 1;  // = the piece's parity
   const uint32_t* flip = kPair ? pair_flip + (odd ? kW / 2 : 0) : a.flip;
@@ -158,13 +152,7 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_
   a.d = row;
   a.pieces = R * C * kRbElemBytes / kRbPiece;
   a.tiles = (a.pieces + kRbThreads - 1) / kRbThreads;
-  // Element j of a thread's values (j < 64; g = 128: of the pair's 128) takes the sign of element j % g
-  // of the g-block: bit 16 (j % 2) + 15 of pair j / 2.
-  constexpr int kSpan = G > kW ? G : kW;
-  for (int j = 0; j < kSpan; ++j) {
-    const int i = G ? j % G : 0;
-    if (G && ((row.signs[i >> 5] >> (i & 31)) & 1u)) a.flip[j / 2] |= 0x8000u << (16 * (j % 2));
-  }
+  pair_flips(a.flip, row.signs, G, G > kW ? G : kW);  // g = 128: the pair's 128 values
   // The input as rows of 128 bytes (pieces), read in boxes of kBox rows.
   const CUtensorMap map = tensor_map_2d(x, kRbPiece, a.pieces, kRbPiece, kRbPiece, Shape::kBox);
   const int64_t grid = std::min<int64_t>(a.tiles, int64_t(sm_count()) * per_sm);
@@ -202,15 +190,7 @@ bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_
         default: return launch<K::fmt, kRule, K::rounding, 128>(x, R, C, row, stream);
       }
     };
-    using std::integral_constant;
-    if constexpr (K::fmt == Format::MXFP4) {
-      if (c.rule == ScaleRule::Floor) with_g(integral_constant<ScaleRule, ScaleRule::Floor>{});
-      else if (c.rule == ScaleRule::RCeil) with_g(integral_constant<ScaleRule, ScaleRule::RCeil>{});
-      else with_g(integral_constant<ScaleRule, ScaleRule::Even>{});
-    } else {
-      if (c.rule == ScaleRule::TE) with_g(integral_constant<ScaleRule, ScaleRule::TE>{});
-      else with_g(integral_constant<ScaleRule, ScaleRule::Torchao>{});
-    }
+    with_block_rule<K::fmt>(c.rule, with_g);
   });
   return true;
 }

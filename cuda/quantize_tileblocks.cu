@@ -72,12 +72,7 @@ __global__ void __launch_bounds__(kTbThreads, 5) quantize_tileblocks(const __gri
     fill_nv_multipliers(nv_row, row_codec);
     fill_nv_multipliers(nv_col, col_codec);
   }
-  if (threadIdx.x == 0) {
-    FP4_UNROLL
-    for (int s = 0; s < kStages; ++s) mbar_init(smem_addr(&full[s]));
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map)) : "memory");
-  }
+  ring_init(full, &map);
   __syncthreads();
   // Tile t: rows 128 (t / col_tiles), columns 64 (t % col_tiles); x in bytes (the map's elements).
   auto load = [&](int s, int64_t t) {
@@ -141,11 +136,9 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, const DirAr
   a.C = C;
   a.col_tiles = C / kTileCols;
   a.tiles = (R + kTileRows - 1) / kTileRows * a.col_tiles;
-  auto negative = [](const DirArgs& d, int i) { return ((d.signs[i >> 5] >> (i & 31)) & 1u) != 0; };
-  for (int j = 0; j < kValues; ++j) {  // element j of a thread's 64: the sign of element j % g of the g-block
-    if (GR && negative(row, j % (GR ? GR : 1))) a.row_flip[j / 2] |= 0x8000u << (16 * (j % 2));
-    if (GC && negative(col, j % (GC ? GC : 1))) a.col_flip[j] = 0x80000000u;
-  }
+  pair_flips(a.row_flip, row.signs, GR, kValues);
+  for (int j = 0; GC && j < kValues; ++j)  // value j of a column thread's 64: the sign of element j % g
+    if ((col.signs[(j % GC) >> 5] >> (j % GC & 31)) & 1u) a.col_flip[j] = 0x80000000u;
   const CUtensorMap map = tensor_map_2d(x, C * 2, R, C * 2, kTileCols * 2, kTileRows);
   const int64_t grid = std::min<int64_t>(a.tiles, int64_t(sm_count()) * per_sm);
   kernel<<<unsigned(grid), kTbThreads, kSmem, stream>>>(map, a);
@@ -191,15 +184,7 @@ bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64
         default: return gr ? run(G64{}, G64{}) : run(G0{}, G64{});
       }
     };
-    using std::integral_constant;
-    if constexpr (K::fmt == Format::MXFP4) {
-      if (rc.rule == ScaleRule::Floor) with_g(integral_constant<ScaleRule, ScaleRule::Floor>{});
-      else if (rc.rule == ScaleRule::RCeil) with_g(integral_constant<ScaleRule, ScaleRule::RCeil>{});
-      else with_g(integral_constant<ScaleRule, ScaleRule::Even>{});
-    } else {
-      if (rc.rule == ScaleRule::TE) with_g(integral_constant<ScaleRule, ScaleRule::TE>{});
-      else with_g(integral_constant<ScaleRule, ScaleRule::Torchao>{});
-    }
+    with_block_rule<K::fmt>(rc.rule, with_g);
   });
   return true;
 }

@@ -135,21 +135,23 @@ def test_lane_kernel_bytes_match_cpu(fmt, kw, dtype, monkeypatch):
     assert_same(qc, qg)
 
 
+def quantize_with_kernel_names(x, **kw):
+    """fp4gemm.quantize(x, **kw) and the names of the CUDA kernels it ran (the profiler's)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        q = fp4gemm.quantize(x, **kw)
+        torch.cuda.synchronize()
+    return q, [e.name for e in prof.events()]
+
+
 def test_rowblock_kernel_runs_and_the_lane_kernel_agrees(monkeypatch):
     """The profiler's kernel names show which kernel ran, so the byte tests above cannot pass by
     running the lane kernel; FP4GEMM_QUANTIZE_KERNEL=lanes selects that one, with the same bytes."""
     x = inputs("heavy", (512, 2048), torch.bfloat16).cuda()
     kw = dict(rounding="sr", seed=3, hadamard=fp4gemm.Hadamard(128, seed=1))
-
-    def run():
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            q = fp4gemm.quantize(x, **kw)
-            torch.cuda.synchronize()
-        return q, [e.name for e in prof.events()]
-    q, names = run()
+    q, names = quantize_with_kernel_names(x, **kw)
     assert any("quantize_rowblocks" in n for n in names), names
     monkeypatch.setenv("FP4GEMM_QUANTIZE_KERNEL", "lanes")
-    q2, names = run()
+    q2, names = quantize_with_kernel_names(x, **kw)
     assert not any("quantize_rowblocks" in n for n in names) and any("quantize_rows" in n for n in names), names
     assert torch.equal(q.codes(), q2.codes()) and torch.equal(q.scale_bytes(), q2.scale_bytes())
 
@@ -218,16 +220,10 @@ def test_tileblock_kernel_runs_and_the_tile_kernel_agrees(monkeypatch):
     FP4GEMM_QUANTIZE_KERNEL=lanes (the tile kernel) gives the same bytes."""
     x = inputs("heavy", (512, 2048), torch.bfloat16).cuda()
     kw = dict(rounding="sr", seed=3, prescale=True, hadamard=fp4gemm.Hadamard(64, seed=1), columnwise=True)
-
-    def run():
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            q = fp4gemm.quantize(x, **kw)
-            torch.cuda.synchronize()
-        return q, [e.name for e in prof.events()]
-    q, names = run()
+    q, names = quantize_with_kernel_names(x, **kw)
     assert any("quantize_tileblocks" in n for n in names), names
     monkeypatch.setenv("FP4GEMM_QUANTIZE_KERNEL", "lanes")
-    q2, names = run()
+    q2, names = quantize_with_kernel_names(x, **kw)
     assert not any("quantize_tileblocks" in n for n in names) and any("quantize_tile" in n for n in names), names
     for a, b in ((q, q2), (q.columnwise, q2.columnwise)):
         assert torch.equal(a.codes(), b.codes()) and torch.equal(a.scale_bytes(), b.scale_bytes())
