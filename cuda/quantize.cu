@@ -386,9 +386,10 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
     if (row_raw) row_a.on = false;
     if (col_raw) col_a.on = false;
   }
-  run(row_a, col_a, true);
+  if (!(row_a.on && col_a.on && quantize_tileblocks(x, dtype, R, C, ld, row_a, col_a, true, stream)))
+    run(row_a, col_a, true);
   const bool done = row.on && !col.on   ? quantize_rowblocks(x, dtype, R, C, ld, row, stream)
-                    : row.on && col.on ? quantize_tileblocks(x, dtype, R, C, ld, row, col, stream)
+                    : row.on && col.on ? quantize_tileblocks(x, dtype, R, C, ld, row, col, false, stream)
                                        : false;
   if (!done) run(row, col, false);
 }

@@ -205,8 +205,9 @@ inline DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int6
 // quantize_rowblocks.cu: rowwise only. quantize_tileblocks.cu: rowwise and columnwise from one read.
 bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
                         cudaStream_t stream);
+// amax_pass: NVFP4's amax pre-pass of both directions (their `on` flags) instead of the quantization.
 bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
-                         const DirArgs& col, cudaStream_t stream);
+                         const DirArgs& col, bool amax_pass, cudaStream_t stream);
 // False when FP4GEMM_QUANTIZE_KERNEL=lanes (A/B runs, debugging: the lane and tile kernels everywhere).
 // Read per call.
 bool block_kernels_enabled();

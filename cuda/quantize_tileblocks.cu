@@ -55,7 +55,8 @@ __device__ __forceinline__ void column_values(float (&v)[kValues], uint32_t stag
 
 // 5 CTAs per SM (96 registers): unbounded, ptxas took 128 - 219 for most instances (4 CTAs or fewer);
 // at this bound only the rceil instances with g = 32 both ways spill.
-template <Format F, ScaleRule Rule, Rounding Rd, int GR, int GC>
+// P = Pass::Amax: NVFP4's tensor amaxes of both directions (after their transforms) instead of codes.
+template <Pass P, Format F, ScaleRule Rule, Rounding Rd, int GR, int GC>
 __global__ void __launch_bounds__(kTbThreads, 5) quantize_tileblocks(const __grid_constant__ CUtensorMap map,
                                                                    const __grid_constant__ TileBlockArgs a) {
   constexpr int BS = F == Format::NVFP4 ? num::kNvBlock : num::kMxBlock;
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(kTbThreads, 5) quantize_tileblocks(const __gri
 
   Codec row_codec = kernel_codec<F, Rd>(a.row), col_codec = kernel_codec<F, Rd>(a.col);
   row_codec.rule = col_codec.rule = Rule;  // compile time: the per-block scale rule switch folds away
-  if (kNvTable) {
+  if (kNvTable && P == Pass::Quant) {
     fill_nv_multipliers(nv_row, row_codec);
     fill_nv_multipliers(nv_col, col_codec);
   }
@@ -83,6 +84,7 @@ __global__ void __launch_bounds__(kTbThreads, 5) quantize_tileblocks(const __gri
   if (threadIdx.x == 0 && blockIdx.x < a.tiles) load(0, blockIdx.x);
 
   const int c = threadIdx.x % kTileCols, h = threadIdx.x / kTileCols;  // the column pass's column and half
+  float row_amax = 0.0f, col_amax = 0.0f;  // Pass::Amax
   int it = 0;
   for (int64_t tile = blockIdx.x; tile < a.tiles; tile += gridDim.x, ++it) {
     const int s = it % kStages;
@@ -95,7 +97,11 @@ __global__ void __launch_bounds__(kTbThreads, 5) quantize_tileblocks(const __gri
     float v[kValues];
     piece_values(v, stage, int(threadIdx.x), a.row_flip, GR != 0);
     if constexpr (GR != 0) block_hadamard<GR, kShiftR>(v);
-    if (r0 + threadIdx.x < a.R) {
+    if (P == Pass::Amax && r0 + threadIdx.x < a.R) {
+      // integer amax, as the other kernels': the tensor amax keeps numerics.h's NaN bits
+      FP4_UNROLL
+      for (int k = 0; k < kValues; ++k) row_amax = num::amax_update(row_amax, v[k]);
+    } else if (P == Pass::Quant && r0 + threadIdx.x < a.R) {
       const int64_t pos = (r0 + threadIdx.x) * a.C + c0;
       uint32_t words[kValues / 8];
       uint8_t scales[kValues / BS];
@@ -108,7 +114,11 @@ __global__ void __launch_bounds__(kTbThreads, 5) quantize_tileblocks(const __gri
     column_values(v, stage, c, h, a.col_flip, GC != 0);
     release_stage();  // every thread has read both its passes' values: the stage can be refilled
     if constexpr (GC != 0) block_hadamard<GC, kShiftC>(v);
-    if (r0 + h * kValues < a.R) {  // R is a multiple of 64: the 64 rows are all in or all out
+    const bool in = r0 + h * kValues < a.R;  // R is a multiple of 64: the 64 rows are all in or all out
+    if (P == Pass::Amax && in) {
+      FP4_UNROLL
+      for (int k = 0; k < kValues; ++k) col_amax = num::amax_update(col_amax, v[k]);
+    } else if (P == Pass::Quant && in) {
       const int64_t pos = (c0 + c) * a.R + r0 + h * kValues;
       uint32_t words[kValues / 8];
       uint8_t scales[kValues / BS];
@@ -117,12 +127,20 @@ __global__ void __launch_bounds__(kTbThreads, 5) quantize_tileblocks(const __gri
       store_values<BS>(a.col, pos, words, scales);
     }
   }
+  if constexpr (P == Pass::Amax) {  // one atomic per warp and direction
+    row_amax = lanes_amax(row_amax, 32);
+    col_amax = lanes_amax(col_amax, 32);
+    if ((threadIdx.x & 31) == 0) {
+      atomic_amax(a.row.amax, row_amax);
+      atomic_amax(a.col.amax, col_amax);
+    }
+  }
 }
 
-template <Format F, ScaleRule Rule, Rounding Rd, int GR, int GC>
+template <Pass P, Format F, ScaleRule Rule, Rounding Rd, int GR, int GC>
 void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, const DirArgs& col, cudaStream_t stream) {
   static int ctas[64] = {};
-  auto kernel = quantize_tileblocks<F, Rule, Rd, GR, GC>;
+  auto kernel = quantize_tileblocks<P, F, Rule, Rd, GR, GC>;
   const int per_sm = once_per_device(ctas, [&](int) {
     FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     int n = 0;
@@ -148,7 +166,7 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, const DirAr
 }  // namespace
 
 bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
-                         const DirArgs& col, cudaStream_t stream) {
+                         const DirArgs& col, bool amax_pass, cudaStream_t stream) {
   const Codec &rc = row.codec, &cc = col.codec;
   const int gr = row.g, gc = col.g;
   auto aligned = [](const void* p, int n) { return reinterpret_cast<uintptr_t>(p) % n == 0; };
@@ -164,14 +182,32 @@ bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64
                     cc.fmt == rc.fmt && cc.rule == rc.rule && cc.rounding == rc.rounding &&
                     (gc == 16 || gc == 32 || gc == 64) && (gr == 0 || gr == gc) && out_ok(row) &&
                     out_ok(col) && R > 0 && C > 0 && R % kValues == 0 && C % kTileCols == 0 && aligned(x, 16) &&
-                    R < (int64_t(1) << 31) && C * 2 < (int64_t(1) << 31);
+                    R < (int64_t(1) << 31) && C * 2 < (int64_t(1) << 31) && (!amax_pass || rc.fmt == Format::NVFP4);
   if (!fits) return false;
+  if (amax_pass) {  // NVFP4 (TransformerEngine's wgrad operands): no rule, rounding or prescale enters an amax
+    auto run = [&](auto g_row, auto g_col) {
+      launch<Pass::Amax, Format::NVFP4, ScaleRule::TE, Rounding::RTN, decltype(g_row)::value, decltype(g_col)::value>(
+          x, R, C, row, col, stream);
+    };
+    using std::integral_constant;
+    using G0 = integral_constant<int, 0>;
+    using G16 = integral_constant<int, 16>;
+    using G32 = integral_constant<int, 32>;
+    using G64 = integral_constant<int, 64>;
+    switch (gc) {
+      case 16: gr ? run(G16{}, G16{}) : run(G0{}, G16{}); break;
+      case 32: gr ? run(G32{}, G32{}) : run(G0{}, G32{}); break;
+      default: gr ? run(G64{}, G64{}) : run(G0{}, G64{}); break;
+    }
+    return true;
+  }
   with_codec<Format::MXFP4, Format::NVFP4>(rc.fmt, rc.rounding == Rounding::SR, [&](auto k) {
     using K = decltype(k);
     auto with_g = [&](auto rule) {
       constexpr ScaleRule kRule = decltype(rule)::value;
       auto run = [&](auto g_row, auto g_col) {
-        launch<K::fmt, kRule, K::rounding, decltype(g_row)::value, decltype(g_col)::value>(x, R, C, row, col, stream);
+        launch<Pass::Quant, K::fmt, kRule, K::rounding, decltype(g_row)::value, decltype(g_col)::value>(x, R, C, row,
+                                                                                                        col, stream);
       };
       using std::integral_constant;
       using G0 = integral_constant<int, 0>;

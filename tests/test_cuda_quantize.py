@@ -215,6 +215,18 @@ def test_tileblock_kernel_fallbacks_match_cpu():
         assert_same(qc.columnwise, qg.columnwise)
 
 
+def test_tileblock_kernel_takes_the_nvfp4_amax_pass():
+    """TransformerEngine's wgrad quantization without a given amax: the amax pre-pass of both directions
+    (the column's after its RHT) is the block kernel too, two launches and no tile kernel."""
+    x = inputs("heavy", (512, 1024), torch.bfloat16)
+    kw = dict(rounding="sr", seed=4, columnwise=True, columnwise_hadamard=fp4gemm.Hadamard(16, signs=fp4gemm.TE_RHT_SIGNS))
+    qg, names = quantize_with_kernel_names(x.cuda(), fmt="nvfp4", **kw)
+    assert sum("quantize_tileblocks" in n for n in names) == 2 and not any("quantize_tile<" in n for n in names), names
+    qc = fp4gemm.quantize(x, "nvfp4", **kw)
+    assert_same(qc, qg)
+    assert_same(qc.columnwise, qg.columnwise)
+
+
 def test_tileblock_kernel_runs_and_the_tile_kernel_agrees(monkeypatch):
     """As for the rowwise block kernel: the profiler shows the row+col block kernel ran, and
     FP4GEMM_QUANTIZE_KERNEL=lanes (the tile kernel) gives the same bytes."""
