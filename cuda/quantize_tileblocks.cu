@@ -163,6 +163,19 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, const DirAr
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 
+// fn(integral_constant<int, GR>{}, integral_constant<int, GC>{}) for the (row g, column g) pairs
+// the kernel serves: column g 16, 32 or 64, row g 0 or the same.
+template <class Fn>
+void with_g_pair(int gr, int gc, Fn&& fn) {
+  using std::integral_constant;
+  auto both = [&](auto g) { gr ? fn(g, g) : fn(integral_constant<int, 0>{}, g); };
+  switch (gc) {
+    case 16: return both(integral_constant<int, 16>{});
+    case 32: return both(integral_constant<int, 32>{});
+    default: return both(integral_constant<int, 64>{});
+  }
+}
+
 }  // namespace
 
 bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
@@ -185,40 +198,20 @@ bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64
                     R < (int64_t(1) << 31) && C * 2 < (int64_t(1) << 31) && (!amax_pass || rc.fmt == Format::NVFP4);
   if (!fits) return false;
   if (amax_pass) {  // NVFP4 (TransformerEngine's wgrad operands): no rule, rounding or prescale enters an amax
-    auto run = [&](auto g_row, auto g_col) {
+    with_g_pair(gr, gc, [&](auto g_row, auto g_col) {
       launch<Pass::Amax, Format::NVFP4, ScaleRule::TE, Rounding::RTN, decltype(g_row)::value, decltype(g_col)::value>(
           x, R, C, row, col, stream);
-    };
-    using std::integral_constant;
-    using G0 = integral_constant<int, 0>;
-    using G16 = integral_constant<int, 16>;
-    using G32 = integral_constant<int, 32>;
-    using G64 = integral_constant<int, 64>;
-    switch (gc) {
-      case 16: gr ? run(G16{}, G16{}) : run(G0{}, G16{}); break;
-      case 32: gr ? run(G32{}, G32{}) : run(G0{}, G32{}); break;
-      default: gr ? run(G64{}, G64{}) : run(G0{}, G64{}); break;
-    }
+    });
     return true;
   }
   with_codec<Format::MXFP4, Format::NVFP4>(rc.fmt, rc.rounding == Rounding::SR, [&](auto k) {
     using K = decltype(k);
     auto with_g = [&](auto rule) {
       constexpr ScaleRule kRule = decltype(rule)::value;
-      auto run = [&](auto g_row, auto g_col) {
+      with_g_pair(gr, gc, [&](auto g_row, auto g_col) {
         launch<Pass::Quant, K::fmt, kRule, K::rounding, decltype(g_row)::value, decltype(g_col)::value>(x, R, C, row,
                                                                                                         col, stream);
-      };
-      using std::integral_constant;
-      using G0 = integral_constant<int, 0>;
-      using G16 = integral_constant<int, 16>;
-      using G32 = integral_constant<int, 32>;
-      using G64 = integral_constant<int, 64>;
-      switch (gc) {
-        case 16: return gr ? run(G16{}, G16{}) : run(G0{}, G16{});
-        case 32: return gr ? run(G32{}, G32{}) : run(G0{}, G32{});
-        default: return gr ? run(G64{}, G64{}) : run(G0{}, G64{});
-      }
+      });
     };
     with_block_rule<K::fmt>(rc.rule, with_g);
   });
