@@ -19,7 +19,9 @@
 # bench_quantize.py, with the Python extension built here for the GPU machine's Python 3.12:
 #   cmake -S . -B build/py312 -G Ninja -DFP4GEMM_CUDA=ON -DFP4GEMM_BLACKWELL=OFF \
 #     -DPython_EXECUTABLE=<python3.12> -DCUTLASS_DIR=<wheel's cutlass_library/source> && cmake --build build/py312 --target _C
-#   carry build/py312/_C.cpython-312-x86_64-linux-gnu.so too). Everything ncu writes
+#   carry build/py312/_C.cpython-312-x86_64-linux-gnu.so too), `pygemm` (the GPU GEMM tests and memcheck on
+# that extension), `pymatmul` (per-kernel time of fp4gemm.matmul calls, that extension against a baseline
+# build carried as build/py312/base/_C....so, two rounds in the same call). Everything ncu writes
 # comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -91,6 +93,26 @@ torch.cuda.synchronize(); print('profiled', label)" "$m" > /tmp/ncu/py_$tag.log 
       ncu --import /tmp/ncu/ncu_$v.ncu-rep --csv --page details > /tmp/ncu/ncu_${v}_details.csv 2>&1
       ncu --import /tmp/ncu/ncu_$v.ncu-rep --csv --page source --print-source sass > /tmp/ncu/ncu_${v}_sass.csv 2>&1
       python3 bench/ncu_sass_summary.py /tmp/ncu/ncu_${v}_details.csv /tmp/ncu/ncu_${v}_sass.csv 2>&1 | head -40 ;;
+    pygemm)  # the GPU GEMM tests on the built extension, memcheck on the special-row and ragged ones
+      cp build/py312/_C.cpython-312-x86_64-linux-gnu.so python/fp4gemm/ || exit 1
+      export PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1
+      timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_gemm.py tests/test_qgemm.py \
+        tests/test_gemm_quantized.py 2>&1 | tee "$OUT/pytest_gemm.log" | tail -2
+      timeout 100 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
+        tests/test_cuda_gemm.py -k "special or ragged" > "$OUT/sanitizer_gemm.log" 2>&1
+      echo "compute-sanitizer memcheck (GEMM): exit $?"; tail -n 1 "$OUT/sanitizer_gemm.log" ;;
+    pymatmul)  # each kernel's time in one fp4gemm.matmul call (bench/profile_matmul.py), two rounds, the
+      # built extension against a baseline one carried as build/py312/base/_C.cpython-312-x86_64-linux-gnu.so
+      for v in new base; do
+        mkdir -p /tmp/ab_$v/fp4gemm && cp -r python/fp4gemm/. /tmp/ab_$v/fp4gemm/
+        so=build/py312/_C.cpython-312-x86_64-linux-gnu.so; [ $v = base ] && so=build/py312/base/${so##*/}
+        cp "$so" /tmp/ab_$v/fp4gemm/ || exit 1
+      done
+      for r in 1 2; do for v in new base; do
+        echo "== pymatmul round $r: $v"
+        PYTHONPATH=/tmp/ab_$v timeout 60 python3 bench/profile_matmul.py \
+          --shapes 8192x8192x8192,16384x4096x4096,128x8192x8192 2>&1 | tee -a "$OUT/pymatmul_$v.log" | cut -c1-110
+      done; done ;;
     *) echo "unknown step $step" ;;
   esac
 done
