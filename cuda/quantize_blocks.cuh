@@ -62,7 +62,7 @@ __device__ __forceinline__ void release_stage() {
 // flip[j / 2]. g = 0: no flips.
 inline void pair_flips(uint32_t* flip, const uint32_t (&signs)[8], int g, int n) {
   for (int j = 0; g && j < n; ++j)
-    if ((signs[(j % g) >> 5] >> (j % g & 31)) & 1u) flip[j / 2] |= 0x8000u << (16 * (j % 2));
+    if (num::hadamard_negative(signs, j % g)) flip[j / 2] |= 0x8000u << (16 * (j % 2));
 }
 
 // The block kernels' scale rules as compile-time constants: fn(std::integral_constant<ScaleRule, R>{})

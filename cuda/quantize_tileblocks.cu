@@ -156,7 +156,7 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, const DirAr
   a.tiles = (R + kTileRows - 1) / kTileRows * a.col_tiles;
   pair_flips(a.row_flip, row.signs, GR, kValues);
   for (int j = 0; GC && j < kValues; ++j)  // value j of a column thread's 64: the sign of element j % g
-    if ((col.signs[(j % GC) >> 5] >> (j % GC & 31)) & 1u) a.col_flip[j] = 0x80000000u;
+    if (num::hadamard_negative(col.signs, j % GC)) a.col_flip[j] = 0x80000000u;
   const CUtensorMap map = tensor_map_2d(x, C * 2, R, C * 2, kTileCols * 2, kTileRows);
   const int64_t grid = std::min<int64_t>(a.tiles, int64_t(sm_count()) * per_sm);
   kernel<<<unsigned(grid), kTbThreads, kSmem, stream>>>(map, a);

@@ -551,6 +551,9 @@ FP4_HD void hadamard_sign_bits(uint64_t seed, uint32_t out[8]) {
   }
 }
 
+// Whether element i of a g-block takes sign -1 under the sign bits (hadamard_sign_bits' layout).
+FP4_HD bool hadamard_negative(const uint32_t sign_bits[8], int i) { return (sign_bits[i >> 5] >> (i & 31)) & 1u; }
+
 // ---------------------------------------------------------------- Hadamard transform
 // In-place x <- (x . s) H_g / sqrt(g) on one block of g values (g a power of two <= 256):
 // sign flips, butterflies in stages h = 1, 2, 4, ... (Sylvester order), then one multiply by
@@ -568,7 +571,7 @@ FP4_HD float inv_sqrt_pow2(int g) {
 }
 FP4_HD void hadamard_block(float* x, int g, const uint32_t sign_bits[8]) {
   for (int i = 0; i < g; ++i)
-    if ((sign_bits[i >> 5] >> (i & 31)) & 1u) x[i] = -x[i];
+    if (hadamard_negative(sign_bits, i)) x[i] = -x[i];
   for (int h = 1; h < g; h <<= 1)
     for (int i = 0; i < g; i += 2 * h)
       for (int j = i; j < i + h; ++j) {
