@@ -47,6 +47,19 @@ constexpr int kWindowLowBF16 = -132; // 0.5 * 2^-132 = 2^-133, the smallest BF16
 
 void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream);
 
+// The FP8 GEMM's A written by the MXFP4 quantizer itself (quantize_rowblocks.cu) instead of folded
+// afterwards: the E4M3 bytes need only the block's 128-K chunk (its top block), which the thread
+// pair holding the chunk has. What needs the whole row (its top: factor, chunk scales, special list)
+// comes after, from one byte per chunk (finish_operand_a, operand_a.cu). Same bytes as fold_operand
+// of the quantized A.
+struct OperandAOut {
+  uint8_t* data = nullptr;       // [rows, K] E4M3
+  uint8_t* chunk_top = nullptr;  // [rows, K / 128]: the chunk's largest non-NaN scale byte of a nonzero block + 1; 0: none
+  int32_t* row_flag = nullptr;   // [rows], zeroed by the caller: 1 where a block is NaN or below the window
+};
+void finish_operand_a(const OperandAOut& in, int64_t rows, int64_t k, double global_scale, const GemmOperand& out,
+                      cudaStream_t stream);
+
 // The tensor-core GEMM of two folded operands:
 // D[m, n] = round(alpha * factor_a[m] * factor_b[n] * sum_c chunk_scale_a[c, m] * sum_{k in c} A[m, k] B[n, k]
 //                 + bias[n]),

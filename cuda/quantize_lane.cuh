@@ -203,8 +203,10 @@ inline DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int6
 // The block-per-thread kernels, the fast paths for contiguous bf16 input: each runs and returns true,
 // or returns false where it does not apply (the caller runs the lane or tile kernel).
 // quantize_rowblocks.cu: rowwise only. quantize_tileblocks.cu: rowwise and columnwise from one read.
+// op: MXFP4 only, K % 128 == 0: also the FP8 GEMM's A (gemm_operand.cuh OperandAOut).
+struct OperandAOut;
 bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
-                        cudaStream_t stream);
+                        cudaStream_t stream, const OperandAOut* op = nullptr);
 // amax_pass: NVFP4's amax pre-pass of both directions (their `on` flags) instead of the quantization.
 bool quantize_tileblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
                          const DirArgs& col, bool amax_pass, cudaStream_t stream);

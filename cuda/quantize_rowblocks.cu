@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "operand_e4m3.cuh"
 #include "quantize_blocks.cuh"
 
 namespace fp4gemm::cuda {
@@ -55,6 +56,7 @@ struct RowBlockArgs {
   // operand, no register). g = 128: entries 32 p + k for the thread of parity p (its values are
   // elements 64 p .. 64 p + 63 of the block), read from shared memory.
   uint32_t flip[2 * kW / 2];
+  OperandAOut op;  // kOp: the FP8 GEMM's A too (MXFP4, K a multiple of 128)
 };
 
 // One stage: the tile's 128-byte pieces [tile * kRbThreads, +kRbThreads) into smem, one box.
@@ -77,7 +79,42 @@ __device__ __forceinline__ void pair_stage(float (&v)[kW], bool odd) {
   for (int k = 0; k < kW; ++k) v[k] = v[k] * scale;
 }
 
-template <Format F, ScaleRule Rule, Rounding Rd, int G>
+// kOp: the thread pair 2m, 2m + 1 holds one 128-K chunk of the operand (K % 128 == 0): each block's
+// E4M3 bytes count from the chunk's top block, found by one shuffle (operand_e4m3.cuh, fold_kernel).
+__device__ __forceinline__ void store_operand_a(const RowBlockArgs& a, const uint64_t* tables, int64_t pos, bool in,
+                                                const uint32_t (&words)[kW / 8], const uint8_t (&scales)[kW / 32]) {
+  constexpr int kBlocks = kW / num::kMxBlock;
+  bool nz[kBlocks];
+  unsigned v = 0;  // the chunk's top scale byte + 1 (0: no nonzero non-NaN block)
+  FP4_UNROLL
+  for (int b = 0; b < kBlocks; ++b) {
+    nz[b] = operand::nonzero(make_uint2(words[4 * b], words[4 * b + 1])) ||
+            operand::nonzero(make_uint2(words[4 * b + 2], words[4 * b + 3]));
+    if (nz[b] && scales[b] != num::kE8M0NaN) v = max(v, unsigned(scales[b]) + 1);
+  }
+  v = max(v, __shfl_xor_sync(0xFFFFFFFFu, v, 1));
+  if (!in) return;
+  bool flag = false;
+  FP4_UNROLL
+  for (int b = 0; b < kBlocks; ++b) {
+    int d = 0;
+    bool zero = false;
+    if (scales[b] == num::kE8M0NaN) flag = zero = true;  // the fixup writes the row's NaN outputs
+    else if (nz[b]) {
+      d = int(scales[b]) - (int(v) - 1) + kWindowHigh;  // <= kWindowHigh: v is the chunk's top
+      if (d < kWindowLowE4M3) flag = zero = true, d = 0;  // below the window: the fixup recomputes the row
+    }
+    const uint64_t t = tables[d - kWindowLowE4M3];
+    uint4* dst = reinterpret_cast<uint4*>(a.op.data + pos + b * num::kMxBlock);
+    FP4_UNROLL
+    for (int u = 0; u < 2; ++u)
+      dst[u] = operand::e4m3_bytes(zero ? make_uint2(0u, 0u) : make_uint2(words[4 * b + 2 * u], words[4 * b + 2 * u + 1]), t);
+  }
+  if (flag) a.op.row_flag[pos / a.d.K] = 1;
+  if (!(threadIdx.x & 1)) a.op.chunk_top[pos / kChunkK] = uint8_t(v);
+}
+
+template <Format F, ScaleRule Rule, Rounding Rd, int G, bool kOp>
 __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_constant__ CUtensorMap map,
                                                                   const __grid_constant__ RowBlockArgs a) {
   using Shape = RowBlockShape;
@@ -97,6 +134,8 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
   codec.rule = Rule;  // compile time: the per-block scale rule switch folds away
   if (kNvTable) fill_nv_multipliers(nv_mult, codec);
   if (kPair && threadIdx.x < kW) pair_flip[threadIdx.x] = a.flip[threadIdx.x];
+  __shared__ uint64_t e4m3_tables[kOp ? operand::kShifts : 1];
+  if (kOp && threadIdx.x < operand::kShifts) e4m3_tables[threadIdx.x] = operand::e4m3_table(int(threadIdx.x) + kWindowLowE4M3);
   ring_init(full, &map);
   __syncthreads();
   const bool odd = threadIdx.x & 1;  // = the piece's parity
@@ -128,20 +167,22 @@ __global__ void __launch_bounds__(kRbThreads) quantize_rowblocks(const __grid_co
     if constexpr (G != 0) block_hadamard<G, kShift>(v);
     if constexpr (kPair) pair_stage(v, odd);
     const int64_t piece = tile * kRbThreads + threadIdx.x;
-    if (piece >= a.pieces) continue;  // past the end (zero fill)
+    const bool in = piece < a.pieces;  // past the end: TMA's zero fill
+    if (!kOp && !in) continue;  // kOp: the chunk shuffle needs every lane (pieces are even in number)
     const int64_t pos = piece * kW;  // = line * K + col: the input is contiguous
     uint32_t words[kW / 8];
     uint8_t scales[kW / BS];
     encode_values<F, Rd, kShift>(v, d, codec, kNvTable ? nv_mult : nullptr, num::Stream::Rowwise, pos, words, scales);
-    store_values<BS>(d, pos, words, scales);
+    if constexpr (kOp) store_operand_a(a, e4m3_tables, pos, in, words, scales);
+    if (in) store_values<BS>(d, pos, words, scales);
   }
 }
 
-template <Format F, ScaleRule Rule, Rounding Rd, int G>
-void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_t stream) {
+template <Format F, ScaleRule Rule, Rounding Rd, int G, bool kOp>
+void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, const OperandAOut* op, cudaStream_t stream) {
   using Shape = RowBlockShape;
   static int ctas[64] = {};
-  auto kernel = quantize_rowblocks<F, Rule, Rd, G>;
+  auto kernel = quantize_rowblocks<F, Rule, Rd, G, kOp>;
   const int per_sm = once_per_device(ctas, [&](int) {
     FP4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmem));
     int n = 0;
@@ -150,6 +191,7 @@ void launch(const void* x, int64_t R, int64_t C, const DirArgs& row, cudaStream_
   });
   RowBlockArgs a{};
   a.d = row;
+  if (op) a.op = *op;
   a.pieces = R * C * kRbElemBytes / kRbPiece;
   a.tiles = (a.pieces + kRbThreads - 1) / kRbThreads;
   pair_flips(a.flip, row.signs, G, G > kW ? G : kW);  // g = 128: the pair's 128 values
@@ -168,7 +210,7 @@ bool block_kernels_enabled() {
 }
 
 bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, const OperandAOut* op) {
   const Codec& c = row.codec;
   const int g = row.g, span = std::max(g, kW);  // K holds whole g-blocks and whole pieces
   const bool fits = block_kernels_enabled() && row.on && !row.block_2d && !row.mask && dtype == DType::BF16 &&
@@ -176,18 +218,27 @@ bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_
                     (g == 0 || g == 16 || g == 32 || g == 64 || g == 128) && ld == C && C > 0 && C % span == 0 && R > 0 &&
                     reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(row.data) % 16 == 0 &&
                     (row.scale_blocked || reinterpret_cast<uintptr_t>(row.scale) % 4 == 0) &&
-                    R * C * kRbElemBytes / kRbPiece < (int64_t(1) << 31) - 1024;
+                    R * C * kRbElemBytes / kRbPiece < (int64_t(1) << 31) - 1024 &&
+                    (!op || (c.fmt == Format::MXFP4 && C % kChunkK == 0 &&
+                             reinterpret_cast<uintptr_t>(op->data) % 16 == 0));
   if (!fits) return false;
   with_codec<Format::MXFP4, Format::NVFP4>(c.fmt, c.rounding == Rounding::SR, [&](auto k) {
     using K = decltype(k);
     auto with_g = [&](auto rule) {
       constexpr ScaleRule kRule = decltype(rule)::value;
+      auto go = [&](auto kg) {
+        constexpr int kG = decltype(kg)::value;
+        if constexpr (K::fmt == Format::MXFP4)
+          if (op) return launch<K::fmt, kRule, K::rounding, kG, true>(x, R, C, row, op, stream);
+        launch<K::fmt, kRule, K::rounding, kG, false>(x, R, C, row, nullptr, stream);
+      };
+      using std::integral_constant;
       switch (g) {
-        case 0: return launch<K::fmt, kRule, K::rounding, 0>(x, R, C, row, stream);
-        case 16: return launch<K::fmt, kRule, K::rounding, 16>(x, R, C, row, stream);
-        case 32: return launch<K::fmt, kRule, K::rounding, 32>(x, R, C, row, stream);
-        case 64: return launch<K::fmt, kRule, K::rounding, 64>(x, R, C, row, stream);
-        default: return launch<K::fmt, kRule, K::rounding, 128>(x, R, C, row, stream);
+        case 0: return go(integral_constant<int, 0>{});
+        case 16: return go(integral_constant<int, 16>{});
+        case 32: return go(integral_constant<int, 32>{});
+        case 64: return go(integral_constant<int, 64>{});
+        default: return go(integral_constant<int, 128>{});
       }
     };
     with_block_rule<K::fmt>(c.rule, with_g);

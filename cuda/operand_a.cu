@@ -1,0 +1,53 @@
+// The row-wide half of the FP8 GEMM's A when the quantizer wrote its E4M3 bytes (OperandAOut,
+// gemm_operand.cuh): one warp per row reads the row's chunk tops (one byte per 128 K) and writes what
+// fold_kernel<false, true> writes besides the bytes: the row factor 2^(top - 127 - 6) * global_scale,
+// the chunk scales 2^(chunk top - row top) (1 for empty chunks and chunks more than 100 binades below
+// the top, which make the row special), and the special-row list.
+#include "common.cuh"
+#include "gemm_operand.cuh"
+
+namespace fp4gemm::cuda {
+namespace {
+
+constexpr int kWarps = 8;
+
+__global__ void finish_operand_a_kernel(OperandAOut in, int64_t rows, int64_t chunks, double global_scale,
+                                        GemmOperand out) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (row >= rows) return;  // warp-uniform
+  const uint8_t* tops = in.chunk_top + row * chunks;
+  unsigned top = 0;  // + 1, 0: no nonzero block
+  for (int64_t c = lane; c < chunks; c += 32) top = max(top, unsigned(tops[c]));
+  top = __reduce_max_sync(kFull, top);
+  const int row_top = top ? int(top) - 1 : 0;
+  bool special = in.row_flag[row] != 0;
+  for (int64_t c = lane; c < chunks; c += 32) {
+    const unsigned v = tops[c];
+    float scale = 1.0f;
+    if (v && int(v) - 1 - row_top < kChunkRangeLow) special = true;
+    else if (v) scale = num::exp2i(int(v) - 1 - row_top);
+    float* col = out.chunk_scale + c * out.chunk_stride;
+    col[row] = scale;
+    if (row == rows - 1)
+      for (int64_t r = rows; r < out.chunk_stride; ++r) col[r] = 0.0f;
+  }
+  special = __any_sync(kFull, special);
+  if (lane == 0) {
+    out.factor[row] = ldexp(1.0, row_top - 127 - kWindowHigh) * global_scale;
+    if (special) out.special[1 + atomicAdd(out.special, 1)] = int32_t(row);
+  }
+}
+
+}  // namespace
+
+void finish_operand_a(const OperandAOut& in, int64_t rows, int64_t k, double global_scale, const GemmOperand& out,
+                      cudaStream_t stream) {
+  if (rows <= 0) return;
+  const int64_t chunks = k / kChunkK;
+  finish_operand_a_kernel<<<unsigned((rows + kWarps - 1) / kWarps), 32 * kWarps, 0, stream>>>(in, rows, chunks,
+                                                                                                global_scale, out);
+  FP4_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace fp4gemm::cuda
