@@ -320,7 +320,13 @@ void sm90_gemm(const Sm90Args& s, cudaStream_t stream) {
   else small ? sm90_fp8_small(s, stream) : sm90_fp8_large(s, stream);
 }
 
-Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream) {
+uint8_t* gemm_operand_a(const GemmArgs& g, void* workspace) {
+  if (is_native(path_here(g)) || g.a.k % kChunkK) return nullptr;
+  const Sm90Args s = sm90_args(g);
+  return s.a.bf16 ? nullptr : static_cast<uint8_t*>(workspace) + plan(g, s).a_data;
+}
+
+Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream, const OperandAOut* a_written) {
   Sm90Args s = sm90_args(g);
   const Plan p = plan(g, s);
   char* ws = static_cast<char*>(workspace);
@@ -340,12 +346,13 @@ Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream) 
   s.workspace_size = p.total - p.cutlass;
   FP4_CUDA_CHECK(cudaMemsetAsync(s.a.special, 0, sizeof(int32_t), stream));
   FP4_CUDA_CHECK(cudaMemsetAsync(s.b.special, 0, sizeof(int32_t), stream));
-  fold_operand(g.a, s.a, stream);
+  if (a_written) finish_operand_a(a_written->chunk_info, g.a.global_scale, s.a, stream);
+  else fold_operand(g.a, s.a, stream);
   fold_operand(g.b, s.b, stream);
   return s;
 }
 
-void gemm(const GemmArgs& g, cudaStream_t stream) {
+void gemm(const GemmArgs& g, cudaStream_t stream, const OperandAOut* a_written) {
   struct Owned {  // scratch allocated here when the caller gave none; freed stream-ordered
     void* ptr = nullptr;
     cudaStream_t stream;
@@ -362,7 +369,7 @@ void gemm(const GemmArgs& g, cudaStream_t stream) {
     native_gemm(fp32_d(g, d32), p, static_cast<char*>(ws) + d32_bytes(g), stream);
     return quantize(d32, DType::F32, g.a.rows, g.b.rows, g.b.rows, g.d_quant, g.d_out, nullptr, nullptr, stream);
   }
-  const Sm90Args s = fold_operands(g, ws, stream);
+  const Sm90Args s = fold_operands(g, ws, stream, a_written);
   if (!g.d_quant) {
     sm90_gemm(s, stream);
     return fix_special_rows(g, s, stream);

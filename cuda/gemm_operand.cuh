@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include "cuda_api.h"
 #include "fp4gemm/fp4gemm.h"
 
 namespace fp4gemm::cuda {
@@ -47,18 +48,10 @@ constexpr int kWindowLowBF16 = -132; // 0.5 * 2^-132 = 2^-133, the smallest BF16
 
 void fold_operand(const QuantizedIn& q, const GemmOperand& out, cudaStream_t stream);
 
-// The FP8 GEMM's A written by the MXFP4 quantizer itself (quantize_rowblocks.cu) instead of folded
-// afterwards: the E4M3 bytes need only the block's 128-K chunk (its top block), which the thread
-// pair holding the chunk has. What needs the whole row (its top: factor, chunk scales, special list)
-// comes after, from one byte per chunk (finish_operand_a, operand_a.cu). Same bytes as fold_operand
-// of the quantized A.
-struct OperandAOut {
-  uint8_t* data = nullptr;       // [rows, K] E4M3
-  uint8_t* chunk_top = nullptr;  // [rows, K / 128]: the chunk's largest non-NaN scale byte of a nonzero block + 1; 0: none
-  int32_t* row_flag = nullptr;   // [rows], zeroed by the caller: 1 where a block is NaN or below the window
-};
-void finish_operand_a(const OperandAOut& in, int64_t rows, int64_t k, double global_scale, const GemmOperand& out,
-                      cudaStream_t stream);
+// A written by its quantizer (OperandAOut, cuda_api.h): the row-wide rest from the chunk info.
+constexpr unsigned kChunkTopMask = 0xFF;  // chunk info: the chunk's top scale byte + 1 (0: no nonzero block)
+constexpr unsigned kChunkFlag = 0x100;    // chunk info: a NaN block, or one below the E4M3 window
+void finish_operand_a(const uint16_t* chunk_info, double global_scale, const GemmOperand& out, cudaStream_t stream);
 
 // The tensor-core GEMM of two folded operands:
 // D[m, n] = round(alpha * factor_a[m] * factor_b[n] * sum_c chunk_scale_a[c, m] * sum_{k in c} A[m, k] B[n, k]
@@ -93,8 +86,9 @@ size_t sm90_workspace_size(const Sm90Args& args);
 void sm90_gemm(const Sm90Args& args, cudaStream_t stream);
 
 // The first half of a GPU gemm(): lay out `workspace` (gemm_workspace_size bytes), fold both
-// operands into it, pick the tile; returns the arguments of sm90_gemm (gemm.cu).
-Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream);
+// operands into it (B only where A's quantizer wrote A: a_written), pick the tile; returns the
+// arguments of sm90_gemm (gemm.cu).
+Sm90Args fold_operands(const GemmArgs& g, void* workspace, cudaStream_t stream, const OperandAOut* a_written = nullptr);
 
 // One kernel per (operand type, tile, output type), defined in gemm_sm90_<type>_<tile>.cu.
 #define FP4_SM90_DECLARE(name)                          \

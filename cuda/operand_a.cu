@@ -1,8 +1,8 @@
-// The row-wide half of the FP8 GEMM's A when the quantizer wrote its E4M3 bytes (OperandAOut,
-// gemm_operand.cuh): one warp per row reads the row's chunk tops (one byte per 128 K) and writes what
-// fold_kernel<false, true> writes besides the bytes: the row factor 2^(top - 127 - 6) * global_scale,
-// the chunk scales 2^(chunk top - row top) (1 for empty chunks and chunks more than 100 binades below
-// the top, which make the row special), and the special-row list.
+// The row-wide half of the FP8 GEMM's A when its quantizer wrote the E4M3 bytes (OperandAOut,
+// cuda_api.h; quantize_rowblocks.cu): one warp per row reads the row's chunk info (one uint16 per
+// 128 K) and writes what fold_kernel<false, true> writes besides the bytes: the row factor
+// 2^(top - 127 - 6) * global_scale, the chunk scales 2^(chunk top - row top) (1 for empty chunks and
+// for chunks more than 100 binades below the top, which make the row special), and the special-row list.
 #include "common.cuh"
 #include "gemm_operand.cuh"
 
@@ -11,19 +11,22 @@ namespace {
 
 constexpr int kWarps = 8;
 
-__global__ void finish_operand_a_kernel(OperandAOut in, int64_t rows, int64_t chunks, double global_scale,
-                                        GemmOperand out) {
+__global__ void finish_operand_a_kernel(const uint16_t* __restrict__ info, int64_t rows, int64_t chunks,
+                                        double global_scale, GemmOperand out) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (row >= rows) return;  // warp-uniform
-  const uint8_t* tops = in.chunk_top + row * chunks;
+  const uint16_t* line = info + row * chunks;
   unsigned top = 0;  // + 1, 0: no nonzero block
-  for (int64_t c = lane; c < chunks; c += 32) top = max(top, unsigned(tops[c]));
+  bool special = false;
+  for (int64_t c = lane; c < chunks; c += 32) {
+    top = max(top, unsigned(line[c]) & kChunkTopMask);
+    special |= (line[c] & kChunkFlag) != 0;
+  }
   top = __reduce_max_sync(kFull, top);
   const int row_top = top ? int(top) - 1 : 0;
-  bool special = in.row_flag[row] != 0;
   for (int64_t c = lane; c < chunks; c += 32) {
-    const unsigned v = tops[c];
+    const unsigned v = line[c] & kChunkTopMask;
     float scale = 1.0f;
     if (v && int(v) - 1 - row_top < kChunkRangeLow) special = true;
     else if (v) scale = num::exp2i(int(v) - 1 - row_top);
@@ -41,12 +44,10 @@ __global__ void finish_operand_a_kernel(OperandAOut in, int64_t rows, int64_t ch
 
 }  // namespace
 
-void finish_operand_a(const OperandAOut& in, int64_t rows, int64_t k, double global_scale, const GemmOperand& out,
-                      cudaStream_t stream) {
-  if (rows <= 0) return;
-  const int64_t chunks = k / kChunkK;
-  finish_operand_a_kernel<<<unsigned((rows + kWarps - 1) / kWarps), 32 * kWarps, 0, stream>>>(in, rows, chunks,
-                                                                                                global_scale, out);
+void finish_operand_a(const uint16_t* chunk_info, double global_scale, const GemmOperand& out, cudaStream_t stream) {
+  const int64_t chunks = out.k / kChunkK;
+  finish_operand_a_kernel<<<unsigned((out.rows + kWarps - 1) / kWarps), 32 * kWarps, 0, stream>>>(
+      chunk_info, out.rows, chunks, global_scale, out);
   FP4_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -394,4 +394,10 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, cons
   if (!done) run(row, col, false);
 }
 
+bool quantize_operand_a(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const QuantizeConfig& cfg,
+                        const QuantizedOut& out, const OperandAOut& op, cudaStream_t stream) {
+  // MXFP4 needs no amax pass: the one rowwise kernel is the whole quantize() (no fp4_row line amax).
+  return cfg.fmt == Format::MXFP4 && quantize_rowblocks(x, dtype, R, C, ld, make_dir(&cfg, &out, C, nullptr), stream, &op);
+}
+
 }  // namespace fp4gemm::cuda

@@ -203,7 +203,7 @@ inline DirArgs make_dir(const QuantizeConfig* cfg, const QuantizedOut* out, int6
 // The block-per-thread kernels, the fast paths for contiguous bf16 input: each runs and returns true,
 // or returns false where it does not apply (the caller runs the lane or tile kernel).
 // quantize_rowblocks.cu: rowwise only. quantize_tileblocks.cu: rowwise and columnwise from one read.
-// op: MXFP4 only, K % 128 == 0: also the FP8 GEMM's A (gemm_operand.cuh OperandAOut).
+// op: MXFP4 only, K % 128 == 0: also the FP8 GEMM's A (OperandAOut, cuda_api.h).
 struct OperandAOut;
 bool quantize_rowblocks(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const DirArgs& row,
                         cudaStream_t stream, const OperandAOut* op = nullptr);

@@ -79,39 +79,38 @@ __device__ __forceinline__ void pair_stage(float (&v)[kW], bool odd) {
   for (int k = 0; k < kW; ++k) v[k] = v[k] * scale;
 }
 
-// kOp: the thread pair 2m, 2m + 1 holds one 128-K chunk of the operand (K % 128 == 0): each block's
-// E4M3 bytes count from the chunk's top block, found by one shuffle (operand_e4m3.cuh, fold_kernel).
+// kOp: the thread pair 2m, 2m + 1 holds one 128-K chunk of the operand (K % 128 == 0): each 16-value
+// unit's E4M3 bytes count from the chunk's top block, found by one shuffle; a second one ORs the
+// pair's flags. The bytes are fold_kernel<false, true>'s (gemm_operand.cu), unit by unit.
 __device__ __forceinline__ void store_operand_a(const RowBlockArgs& a, const uint64_t* tables, int64_t pos, bool in,
                                                 const uint32_t (&words)[kW / 8], const uint8_t (&scales)[kW / 32]) {
-  constexpr int kBlocks = kW / num::kMxBlock;
-  bool nz[kBlocks];
-  unsigned v = 0;  // the chunk's top scale byte + 1 (0: no nonzero non-NaN block)
+  constexpr int kUnits = kW / 16;  // 16 values = 2 code words, one scale per 2 units
+  bool nz[kUnits];
+  unsigned top = 0;  // the chunk's largest scale byte of a nonzero unit + 1 (0: none)
   FP4_UNROLL
-  for (int b = 0; b < kBlocks; ++b) {
-    nz[b] = operand::nonzero(make_uint2(words[4 * b], words[4 * b + 1])) ||
-            operand::nonzero(make_uint2(words[4 * b + 2], words[4 * b + 3]));
-    if (nz[b] && scales[b] != num::kE8M0NaN) v = max(v, unsigned(scales[b]) + 1);
+  for (int u = 0; u < kUnits; ++u) {
+    const uint8_t s = scales[u / 2];
+    nz[u] = operand::nonzero(make_uint2(words[2 * u], words[2 * u + 1]));
+    if (nz[u] && s != num::kE8M0NaN) top = max(top, unsigned(s) + 1);
   }
-  v = max(v, __shfl_xor_sync(0xFFFFFFFFu, v, 1));
-  if (!in) return;
-  bool flag = false;
+  top = max(top, __shfl_xor_sync(0xFFFFFFFFu, top, 1));
+  bool flag = false;  // a NaN block (the fixup writes the row's NaN outputs) or one below the window
   FP4_UNROLL
-  for (int b = 0; b < kBlocks; ++b) {
+  for (int u = 0; u < kUnits; ++u) {
+    const uint8_t s = scales[u / 2];
+    uint2 c = make_uint2(words[2 * u], words[2 * u + 1]);
     int d = 0;
-    bool zero = false;
-    if (scales[b] == num::kE8M0NaN) flag = zero = true;  // the fixup writes the row's NaN outputs
-    else if (nz[b]) {
-      d = int(scales[b]) - (int(v) - 1) + kWindowHigh;  // <= kWindowHigh: v is the chunk's top
-      if (d < kWindowLowE4M3) flag = zero = true, d = 0;  // below the window: the fixup recomputes the row
+    if (s == num::kE8M0NaN) {
+      flag = true;
+      c = make_uint2(0u, 0u);
+    } else if (nz[u]) {
+      d = int(s) - (int(top) - 1) + kWindowHigh;  // <= kWindowHigh: top is the chunk's largest
+      if (d < kWindowLowE4M3) flag = true, c = make_uint2(0u, 0u), d = 0;  // the fixup recomputes the row
     }
-    const uint64_t t = tables[d - kWindowLowE4M3];
-    uint4* dst = reinterpret_cast<uint4*>(a.op.data + pos + b * num::kMxBlock);
-    FP4_UNROLL
-    for (int u = 0; u < 2; ++u)
-      dst[u] = operand::e4m3_bytes(zero ? make_uint2(0u, 0u) : make_uint2(words[4 * b + 2 * u], words[4 * b + 2 * u + 1]), t);
+    if (in) reinterpret_cast<uint4*>(a.op.data + pos)[u] = operand::e4m3_bytes(c, tables[d - kWindowLowE4M3]);
   }
-  if (flag) a.op.row_flag[pos / a.d.K] = 1;
-  if (!(threadIdx.x & 1)) a.op.chunk_top[pos / kChunkK] = uint8_t(v);
+  flag = __shfl_xor_sync(0xFFFFFFFFu, unsigned(flag), 1) | flag;
+  if (in && !(threadIdx.x & 1)) a.op.chunk_info[pos / kChunkK] = uint16_t(top | (flag ? kChunkFlag : 0u));
 }
 
 template <Format F, ScaleRule Rule, Rounding Rd, int G, bool kOp>

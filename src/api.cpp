@@ -2,6 +2,7 @@
 // one that is wrong, then runs the CPU path or the CUDA kernels.
 #include <string>
 
+#include "checks.h"
 #include "cpu.h"
 #include "fp4gemm/fp4gemm.h"
 #ifdef FP4GEMM_WITH_CUDA
@@ -111,7 +112,7 @@ void check_shapes(const GemmArgs& args) {
   }
 }
 
-void check_gemm(const GemmArgs& args, bool device) {
+void check_gemm_args(const GemmArgs& args, bool device) {
   check_shapes(args);
   if (!device) return;
   check_device(device);
@@ -154,10 +155,9 @@ bool rule_fits_format(ScaleRule r, Format fmt) {
   return false;
 }
 
-void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld,
-              const QuantizeConfig* row_cfg, const QuantizedOut* row_out,
-              const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
-              bool device, void* stream) {
+void check_quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld, const QuantizeConfig* row_cfg,
+                    const QuantizedOut* row_out, const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
+                    bool device) {
   if (!x) bad("x", "null pointer");
   if (int(dtype) < 0 || int(dtype) > 2) bad("x", "dtype must be float32, float16 or bfloat16");
   if (R <= 0 || C <= 0) bad("x", "empty tensor (" + std::to_string(R) + " x " + std::to_string(C) + ")");
@@ -166,6 +166,13 @@ void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld,
   if (row_cfg) { check_config(*row_cfg, C, "rowwise"); check_out(row_out, *row_cfg, "rowwise"); }
   if (col_cfg) { check_config(*col_cfg, R, "columnwise"); check_out(col_out, *col_cfg, "columnwise"); }
   check_device(device);
+}
+
+void quantize(const void* x, DType dtype, int64_t R, int64_t C, int64_t ld,
+              const QuantizeConfig* row_cfg, const QuantizedOut* row_out,
+              const QuantizeConfig* col_cfg, const QuantizedOut* col_out,
+              bool device, void* stream) {
+  check_quantize(x, dtype, R, C, ld, row_cfg, row_out, col_cfg, col_out, device);
   FP4_ON_DEVICE(device, cuda::quantize(x, dtype, R, C, ld, row_cfg, row_out, col_cfg, col_out, as_stream(stream)));
   (void)stream;
   if (row_cfg) cpu::quantize_direction(x, dtype, R, C, ld, Direction::Rowwise, *row_cfg, *row_out);
@@ -182,14 +189,18 @@ void dequantize(const QuantizedIn& q, float* out, bool device, void* stream) {
 }
 
 size_t gemm_workspace_size(const GemmArgs& args, bool device) {
-  check_gemm(args, device);
+  check_gemm_args(args, device);
   FP4_ON_DEVICE_RETURN(device, cuda::gemm_workspace_size(args));
   return 0;
 }
 
+void check_gemm(const GemmArgs& args, bool device) {
+  check_gemm_args(args, device);
+  if (!args.d && !args.d_quant) bad("d", "null pointer");
+}
+
 void gemm(const GemmArgs& args, bool device, void* stream) {
   check_gemm(args, device);
-  if (!args.d && !args.d_quant) bad("d", "null pointer");
   FP4_ON_DEVICE(device, cuda::gemm(args, as_stream(stream)));
   (void)stream;
   cpu::gemm(args);

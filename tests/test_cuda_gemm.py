@@ -17,6 +17,7 @@ import torch
 
 import fp4gemm
 import reference as ref
+from fp4gemm import ops
 from test_gemm import as_ref, ulp
 
 # The Hopper emulation kernels (sm_90a) run on compute capability 9.0 only; test_cuda_native.py
@@ -338,6 +339,76 @@ def test_few_long_rows_fold_across_warps(fmt, mma):
     fp8 = mma == "fp8"
     for out_dtype in (torch.float32, torch.bfloat16):
         assert_acceptance(fp4gemm.gemm(qa, qb, out_dtype=out_dtype, mma=mma), want, fp8=fp8)
+
+
+# A written by its quantizer (qgemm on the FP8 path, cuda_api.h OperandAOut): the rowwise block kernel
+# writes the E4M3 operand against each 128-K chunk's top block, a pass after it the row-wide rest. The
+# oracle is the two-step path, whose fold (gemm_operand.cu) is separate code checked against float64
+# above: D must be the same bits, special rows (fixup) and NaN rows included.
+def fused_a_inputs(kind, m, k, seed):
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    a = torch.randn(m, k, device=DEV, generator=g)
+    if kind == "special":
+        rows, chunk = torch.arange(m, device=DEV), torch.arange(k, device=DEV) // 128
+        blk = torch.arange(k, device=DEV) // 32
+        a[rows % 6 == 0] *= torch.where(chunk == chunk.max(), 2.0 ** -40, 1.0)   # a chunk base far down
+        a[rows % 6 == 1] *= torch.where(blk == 1, 2.0 ** -12, 1.0)                # a block below the window
+        a[rows % 6 == 2] *= torch.where(chunk == 0, 2.0 ** -110, 1.0)              # past the chunk scale range
+        a[rows % 6 == 3] = torch.where(blk % 3 == 0, -0.0, a[rows % 6 == 3])      # zero blocks, -0 codes
+        if m > 7:
+            a[4] = 0.0
+            a[5, k // 2] = float("inf")  # NaN blocks: the row's outputs are NaN
+            a[7, 3] = float("nan")
+    return a.bfloat16()
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int32 if t.dtype == torch.float32 else torch.int16)
+
+
+@pytest.mark.parametrize("kind", ["random", "special"])
+@pytest.mark.parametrize("rule,rounding,g,prescale", [("floor", "rtn", 0, False), ("floor", "sr", 64, True),
+                                                      ("rceil", "rtn", 128, False), ("even", "sr", 32, False),
+                                                      ("quest", "rtn", 16, False), ("floor", "sr", 128, True)])
+@pytest.mark.parametrize("m,n,k", [(77, 136, 4096), (1000, 264, 640), (1, 8, 128), (300, 64, 1152)])
+def test_quantizer_written_a_gives_the_two_step_bits(kind, rule, rounding, g, prescale, m, n, k):
+    a = fused_a_inputs(kind, m, k, seed=m + k)
+    b = operands("random", m, n, k, seed=3)[1]
+    h = fp4gemm.Hadamard(g, seed=5) if g else None
+    qkw = dict(scale_rule=rule, rounding=rounding, prescale=prescale, hadamard=h)
+    bias = torch.randn(n, device=DEV) if m % 2 else None
+    for out_dtype in (torch.bfloat16, torch.float32):
+        want = fp4gemm.gemm(fp4gemm.quantize(a, "mxfp4", seed=11, **qkw), fp4gemm.quantize(b, "mxfp4", seed=12, **qkw),
+                            bias=bias, out_dtype=out_dtype, mma="fp8")
+        cfg = [ops.quantize_config("mxfp4", rule, rounding, prescale, False, g, h.sign_words() if h else [], s)
+               for s in (11, 12)]
+        got = ops.qgemm_native(a, False, cfg[0], b, False, cfg[1], out_dtype, "fp8", bias)
+        assert torch.equal(bits(got), bits(want))
+        if kind == "special" and m > 7:
+            assert torch.isnan(got[5]).all() and torch.isnan(got[7]).all()
+
+
+def kernel_names(fn):
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        out = fn()
+        torch.cuda.synchronize()
+    return out, [e.name for e in prof.events()]
+
+
+def test_matmul_skips_the_fold_of_a(monkeypatch):
+    """The profiler's kernel names show the quantizer wrote A (one fold, of B; finish_operand_a), so
+    the bit test above cannot pass by folding; FP4GEMM_FOLD_A=1 folds A again, with the same bits."""
+    a = fused_a_inputs("special", 256, 1024, seed=1)
+    w = operands("random", 256, 512, 1024, seed=2)[1]
+    y, names = kernel_names(lambda: fp4gemm.matmul(a, w.t(), fmt="mxfp4"))
+    assert sum("fold_kernel" in n for n in names) == 1 and any("finish_operand_a" in n for n in names), names
+    assert any("quantize_rowblocks" in n for n in names), names
+    monkeypatch.setenv("FP4GEMM_FOLD_A", "1")
+    y2, names = kernel_names(lambda: fp4gemm.matmul(a, w.t(), fmt="mxfp4"))
+    assert sum("fold_kernel" in n for n in names) == 2 and not any("finish_operand_a" in n for n in names), names
+    assert torch.equal(bits(y), bits(y2))
+    qa, qb = fp4gemm.quantize(a), fp4gemm.quantize(w)
+    assert torch.equal(bits(y), bits(fp4gemm.gemm(qa, qb, out_dtype=torch.bfloat16)))
 
 
 def test_nan_block_scale_gives_nan_row():

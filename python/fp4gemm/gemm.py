@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 
 from . import ops
-from .quantize import as_quantized_tensor, check_arguments, fresh_seed, quantize
+from .quantize import as_quantized_tensor, check_arguments
 from .tensor import QuantizedTensor
 
 
@@ -122,12 +122,15 @@ def matmul(a: torch.Tensor, b: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: 
         from .autograd import linear
         y = linear(a, b.t(), bias, recipe)
         return y if out_dtype is None else y.to(out_dtype)
-    if rounding == "sr" and seed is None:
-        seed = fresh_seed()
-    kw = dict(fmt=fmt, scale_rule=scale_rule, rounding=rounding, hadamard=hadamard, prescale=prescale)
-    qa = quantize(a, seed=seed, **kw)
+    rule, h, _, seed = check_arguments(fmt, scale_rule, rounding, False, hadamard, None, True, False, seed, 0, None,
+                                       False, "canonical")
+    seed_b = check_arguments(fmt, rule, rounding, False, None, None, True, False, seed + 1, 0, None, False,
+                             "canonical")[3]
     bt = b.t()
     if bt.shape[-1] > 1 and bt.stride(-1) != 1:
         bt = bt.contiguous()
-    qb = quantize(bt, seed=None if seed is None else seed + 1, **kw)
-    return gemm(qa, qb, bias=bias, out_dtype=out_dtype or a.dtype, mma=mma)
+    # One native call: both quantizations and the GEMM (on Hopper's FP8 path A's quantizer writes
+    # the GEMM's operand itself); the bytes of gemm(quantize(a), quantize(b.t())).
+    d = ops.matmul_op(a.reshape(-1, a.shape[-1]), bt, fmt, rule, rounding, prescale, h.g if h else 0,
+                      h.sign_words() if h else [], seed, seed_b, bias, out_dtype or a.dtype, mma)
+    return d.reshape(list(a.shape[:-1]) + [bt.shape[0]])

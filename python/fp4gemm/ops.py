@@ -338,6 +338,24 @@ def qgemm_native(a: torch.Tensor, a_columnwise: bool, a_cfg, b: torch.Tensor, b_
     return out
 
 
+def matmul_native(a: torch.Tensor, b: torch.Tensor, fmt: str, rule: str, rounding: str, prescale: bool,
+                  hadamard: int, signs: list[int], seed_a: int, seed_b: int, bias: Optional[torch.Tensor],
+                  out_dtype: torch.dtype, mma: str) -> torch.Tensor:
+    """fp4gemm.matmul's one native call: a [M, K] and b [N, K] quantized along K with one configuration
+    (SR streams (seed_a, 0) and (seed_b, 0)), D = A^ B^T (+ bias) [M, N]."""
+    return qgemm_native(a, False, quantize_config(fmt, rule, rounding, prescale, False, hadamard, signs, seed_a),
+                        b, False, quantize_config(fmt, rule, rounding, prescale, False, hadamard, signs, seed_b),
+                        out_dtype, mma, bias)
+
+
+matmul_op = torch.library.custom_op("fp4gemm::matmul", matmul_native, mutates_args=())
+
+
+@matmul_op.register_fake
+def _(a, b, fmt, rule, rounding, prescale, hadamard, signs, seed_a, seed_b, bias, out_dtype, mma):
+    return a.new_empty([a.shape[0], b.shape[0]], dtype=out_dtype)
+
+
 def hadamard_native(x: torch.Tensor, g: int, signs: list[int]) -> torch.Tensor:
     """fp32 blockwise RHT of x[..., K] along K: the transform quantize() applies, bit for bit."""
     dt = native_dtype(x, "x")
