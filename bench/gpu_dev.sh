@@ -20,8 +20,9 @@
 #   cmake -S . -B build/py312 -G Ninja -DFP4GEMM_CUDA=ON -DFP4GEMM_BLACKWELL=OFF \
 #     -DPython_EXECUTABLE=<python3.12> -DCUTLASS_DIR=<wheel's cutlass_library/source> && cmake --build build/py312 --target _C
 #   carry build/py312/_C.cpython-312-x86_64-linux-gnu.so too), `pygemm` (the GPU GEMM tests and memcheck on
-# that extension), `pymatmul` (per-kernel time of fp4gemm.matmul calls, that extension against a baseline
-# build carried as build/py312/base/_C....so, two rounds in the same call). Everything ncu writes
+# that extension; `pygemm:V` on a baseline build/py312/V/_C....so), `pymatmul` (per-kernel time of
+# fp4gemm.matmul calls, that extension against each baseline build carried as build/py312/V/_C....so,
+# two rounds in the same call). Everything ncu writes
 # comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -93,22 +94,30 @@ torch.cuda.synchronize(); print('profiled', label)" "$m" > /tmp/ncu/py_$tag.log 
       ncu --import /tmp/ncu/ncu_$v.ncu-rep --csv --page details > /tmp/ncu/ncu_${v}_details.csv 2>&1
       ncu --import /tmp/ncu/ncu_$v.ncu-rep --csv --page source --print-source sass > /tmp/ncu/ncu_${v}_sass.csv 2>&1
       python3 bench/ncu_sass_summary.py /tmp/ncu/ncu_${v}_details.csv /tmp/ncu/ncu_${v}_sass.csv 2>&1 | head -40 ;;
-    pygemm)  # the GPU GEMM tests on the built extension, memcheck on the special-row and ragged ones
-      cp build/py312/_C.cpython-312-x86_64-linux-gnu.so python/fp4gemm/ || exit 1
+    pygemm|pygemm:*)  # the GPU GEMM tests on the built extension (pygemm:V: on build/py312/V's, no
+      # sanitizer, the tests of features V lacks deselected by PYGEMM_DESELECT), memcheck on the
+      # special-row and ragged ones
+      v=${step#pygemm}; v=${v#:}; so=build/py312/${v:+$v/}_C.cpython-312-x86_64-linux-gnu.so
+      cp "$so" python/fp4gemm/_C.cpython-312-x86_64-linux-gnu.so || exit 1
       export PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1
-      timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_gemm.py tests/test_qgemm.py \
-        tests/test_gemm_quantized.py 2>&1 | tee "$OUT/pytest_gemm.log" | tail -2
-      timeout 100 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
-        tests/test_cuda_gemm.py -k "special or ragged" > "$OUT/sanitizer_gemm.log" 2>&1
-      echo "compute-sanitizer memcheck (GEMM): exit $?"; tail -n 1 "$OUT/sanitizer_gemm.log" ;;
+      timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_gemm.py tests/test_qgemm.py \
+        tests/test_gemm_quantized.py ${v:+-k "not (${PYGEMM_DESELECT:-nothing})"} 2>&1 \
+        | tee "$OUT/pytest_gemm${v:+_$v}.log" | tail -2
+      if [ -z "$v" ]; then
+        timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
+          tests/test_cuda_gemm.py -k "special or ragged or skips_the_fold" > "$OUT/sanitizer_gemm.log" 2>&1
+        echo "compute-sanitizer memcheck (GEMM): exit $?"; tail -n 1 "$OUT/sanitizer_gemm.log"
+      fi ;;
     pymatmul)  # each kernel's time in one fp4gemm.matmul call (bench/profile_matmul.py), two rounds, the
-      # built extension against a baseline one carried as build/py312/base/_C.cpython-312-x86_64-linux-gnu.so
-      for v in new base; do
+      # built extension against each baseline carried as build/py312/V/_C.cpython-312-x86_64-linux-gnu.so
+      so=_C.cpython-312-x86_64-linux-gnu.so
+      vs="new $(cd build/py312 && for d in */; do [ -f "$d$so" ] && echo "${d%/}"; done | tr '\n' ' ')"
+      for v in $vs; do
         mkdir -p /tmp/ab_$v/fp4gemm && cp -r python/fp4gemm/. /tmp/ab_$v/fp4gemm/
-        so=build/py312/_C.cpython-312-x86_64-linux-gnu.so; [ $v = base ] && so=build/py312/base/${so##*/}
-        cp "$so" /tmp/ab_$v/fp4gemm/ || exit 1
+        src=build/py312/$so; [ $v = new ] || src=build/py312/$v/$so
+        cp "$src" /tmp/ab_$v/fp4gemm/$so || exit 1
       done
-      for r in 1 2; do for v in new base; do
+      for r in 1 2; do for v in $vs; do
         echo "== pymatmul round $r: $v"
         PYTHONPATH=/tmp/ab_$v timeout 60 python3 bench/profile_matmul.py \
           --shapes 8192x8192x8192,16384x4096x4096,128x8192x8192 2>&1 | tee -a "$OUT/pymatmul_$v.log" | cut -c1-110

@@ -5,22 +5,17 @@
 // bytes are small (K/2 codes + K/32 scales) and the second read hits L2.
 #include "common.cuh"
 #include "gemm_operand.cuh"
+#include "operand_e4m3.cuh"
 
 namespace fp4gemm::cuda {
 namespace {
 
+using operand::e4m3_table;
+using operand::kShifts;
+using operand::nonzero;
+
 constexpr int kUnit = 16;  // elements per lane step: 8 code bytes in, 16 (E4M3) or 32 (BF16) bytes out
 constexpr int kWarpsPerCta = 8;
-constexpr int kShifts = kWindowHigh - kWindowLowE4M3 + 1;
-constexpr uint64_t kMagnitudeBits = 0x7777777777777777ull;  // a unit is zero iff these bits are
-
-// E4M3 bytes of the magnitudes of codes 0..7 times 2^d, byte c of the word (d in the window).
-__device__ uint64_t e4m3_table(int d) {
-  uint64_t t = 0;
-  for (int c = 1; c < 8; ++c)
-    t |= uint64_t(num::e4m3_rne_satfinite(num::e2m1_value(uint8_t(c)) * num::exp2i(d))) << (8 * c);
-  return t;
-}
 
 // 16 codes (element 2i in the low nibble of byte i) -> 16 E4M3 bytes through the table.
 __device__ void store_e4m3(uint2 codes, uint64_t table, uint4* dst) {
@@ -53,8 +48,6 @@ __device__ void store_bf16(uint2 codes, float s, uint4* dst) {
   dst[0] = make_uint4(w[0], w[1], w[2], w[3]);
   dst[1] = make_uint4(w[4], w[5], w[6], w[7]);
 }
-
-__device__ bool nonzero(uint2 c) { return ((uint64_t(c.y) << 32 | c.x) & kMagnitudeBits) != 0; }
 
 // kChunked (the FP8 GEMM's A): each 128-K chunk folds against its own base and writes its scale.
 template <bool kBf16, bool kChunked>

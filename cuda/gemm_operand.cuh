@@ -26,6 +26,7 @@ namespace fp4gemm::cuda {
 // ([0] = count, then row indices); the GEMM recomputes their outputs exactly afterwards (gemm.cu), so
 // no block is ever dropped.
 constexpr int kChunkK = 128;          // K per chunk base = the FP8 mainloop's promotion interval
+static_assert(kChunkK == kOperandChunk, "qgemm sizes A's chunk info by cuda_api.h's constant");
 constexpr int kChunkRangeLow = -100;  // chunk scales >= 2^-100: partial sums x scale stay normal fp32
 constexpr int kOnesRows = 128;        // B's unit mainloop scales: one per tile N (128) rows
 

@@ -1,6 +1,6 @@
 // The argument checks of the public entry points (api.cpp), for code that validates first and then
 // calls the kernels itself (qgemm.cpp's GPU path that writes A's GEMM operand from its quantizer).
-// Each throws std::invalid_argument naming the argument that is wrong.
+// Each throws std::invalid_argument naming the argument that is wrong (std::runtime_error: no GPU).
 #pragma once
 
 #include "fp4gemm/fp4gemm.h"

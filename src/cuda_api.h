@@ -20,6 +20,7 @@ size_t gemm_workspace_size(const GemmArgs& args);
 // holds (quantize_rowblocks.cu); the row-wide rest (factor, chunk scales, special rows) comes from one
 // uint16 per chunk inside gemm() (gemm_operand.cuh). Same bytes as gemm()'s fold of quantize()'s A,
 // without the fold's pass over A.
+constexpr int64_t kOperandChunk = 128;  // K per chunk base (gemm_operand.cuh kChunkK)
 struct OperandAOut {
   uint8_t* data = nullptr;         // [rows, K] E4M3, at gemm_operand_a()
   uint16_t* chunk_info = nullptr;  // [rows, K / 128]: the chunk's top scale byte + 1 (0: none) | kChunkFlag

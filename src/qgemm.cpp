@@ -4,6 +4,7 @@
 // On the Hopper FP8 path A's quantizer writes gemm()'s folded A itself where it can (cuda_api.h
 // OperandAOut): the same bytes without the fold's pass over A.
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <stdexcept>
 
@@ -57,22 +58,41 @@ GemmArgs with_operands(GemmArgs args, const QGemmInput& a, const QGemmInput& b, 
   return args;
 }
 
-// A's chunk info (cuda_api.h OperandAOut: a uint16 per 128 K of each row), GPU only.
-size_t chunk_info_slot(const Slots& sa, ScratchLayout& l, bool device) {
-  return device ? l.take(sizeof(uint16_t) * size_t(sa.rows) * size_t(sa.k / 128)) : l.end;
+QuantizedOut output(const Slots& s, char* base) {
+  QuantizedOut out;
+  out.data = reinterpret_cast<uint8_t*>(base + s.data);
+  out.scale = base + s.scale;
+  out.amax = reinterpret_cast<float*>(base + s.amax);
+  return out;
 }
 
 #ifdef FP4GEMM_WITH_CUDA
-// A quantized straight into gemm()'s operand (checked as quantize() checks it); false where that
-// does not apply, and nothing ran.
-bool quantize_operand_a(const QGemmInput& a, const QuantizedOut& out, const GemmArgs& args, void* gemm_ws,
-                        uint16_t* chunk_info, void* stream) {
-  if (a.columnwise || !gemm_ws || std::getenv("FP4GEMM_FOLD_A")) return false;
-  const cuda::OperandAOut op{cuda::gemm_operand_a(args, gemm_ws), chunk_info};
-  if (!op.data) return false;
-  check_quantize(a.x, a.dtype, a.R, a.C, a.ld, &a.cfg, &out, nullptr, nullptr, true);
-  return cuda::quantize_operand_a(a.x, a.dtype, a.R, a.C, a.ld, a.cfg, out, op, static_cast<cudaStream_t>(stream));
+// Whether A may be written by its quantizer (cuda_api.h OperandAOut): GPU, MXFP4, rowwise, K in
+// whole chunks; FP4GEMM_FOLD_A=1 turns it off (the fold's A/B benchmarks). gemm() may still say no.
+bool may_write_a(const QGemmInput& a, bool device) {
+  const char* fold = std::getenv("FP4GEMM_FOLD_A");
+  return device && a.cfg.fmt == Format::MXFP4 && !a.columnwise && a.C % cuda::kOperandChunk == 0 &&
+         !(fold && std::strcmp(fold, "0") != 0);
 }
+
+// Its chunk info: a uint16 per chunk of each row.
+size_t chunk_info_slot(const QGemmInput& a, ScratchLayout& l, bool device) {
+  return may_write_a(a, device) ? l.take(sizeof(uint16_t) * size_t(a.R) * size_t(a.C / cuda::kOperandChunk)) : l.end;
+}
+
+// A quantized by the kernel that writes gemm()'s operand too, checked as quantize() checks it; the
+// operand, or data null where that does not apply (nothing ran: quantize() and gemm()'s fold then).
+cuda::OperandAOut write_a(const QGemmInput& a, const QuantizedOut& out, const GemmArgs& args, uint16_t* info,
+                          bool device, void* stream) {
+  cuda::OperandAOut op;
+  if (!may_write_a(a, device) || !(op.data = cuda::gemm_operand_a(args, args.workspace))) return {};
+  op.chunk_info = info;
+  check_quantize(a.x, a.dtype, a.R, a.C, a.ld, &a.cfg, &out, nullptr, nullptr, true);
+  return cuda::quantize_operand_a(a.x, a.dtype, a.R, a.C, a.ld, a.cfg, out, op, static_cast<cudaStream_t>(stream))
+             ? op : cuda::OperandAOut{};
+}
+#else
+size_t chunk_info_slot(const QGemmInput&, ScratchLayout& l, bool) { return l.end; }
 #endif
 
 }  // namespace
@@ -80,7 +100,7 @@ bool quantize_operand_a(const QGemmInput& a, const QuantizedOut& out, const Gemm
 size_t qgemm_workspace_size(const QGemmInput& a, const QGemmInput& b, const GemmArgs& args, bool device) {
   ScratchLayout l;
   const Slots sa = slots(a, l), sb = slots(b, l);
-  chunk_info_slot(sa, l, device);
+  chunk_info_slot(a, l, device);
   char* stand_in = reinterpret_cast<char*>(ScratchLayout::kAlign);  // sizes depend on shapes and formats only
   return l.end + gemm_workspace_size(with_operands(args, a, b, sa, sb, stand_in), device);
 }
@@ -89,7 +109,7 @@ void qgemm(const QGemmInput& a, const QGemmInput& b, GemmArgs args, void* worksp
            bool device, void* stream) {
   ScratchLayout l;
   const Slots sa = slots(a, l), sb = slots(b, l);
-  const size_t info = chunk_info_slot(sa, l, device);
+  const size_t info = chunk_info_slot(a, l, device);
   char* base = static_cast<char*>(workspace);
   if (!base) throw std::invalid_argument("workspace: null pointer");
   args = with_operands(args, a, b, sa, sb, base);
@@ -97,18 +117,15 @@ void qgemm(const QGemmInput& a, const QGemmInput& b, GemmArgs args, void* worksp
   if (workspace_size < l.end + gemm_bytes) throw std::invalid_argument("workspace: smaller than qgemm_workspace_size");
   args.workspace = gemm_bytes ? base + l.end : nullptr;
   args.workspace_size = gemm_bytes;
-  bool a_written = false;
-  for (const QGemmInput* in : {&a, &b}) {
-    const Slots& s = in == &a ? sa : sb;
-    QuantizedOut out;
-    out.data = reinterpret_cast<uint8_t*>(base + s.data);
-    out.scale = base + s.scale;
-    out.amax = reinterpret_cast<float*>(base + s.amax);
 #ifdef FP4GEMM_WITH_CUDA
-    if (device && in == &a &&
-        (a_written = quantize_operand_a(a, out, args, args.workspace, reinterpret_cast<uint16_t*>(base + info), stream)))
-      continue;
+  const cuda::OperandAOut op = write_a(a, output(sa, base), args, reinterpret_cast<uint16_t*>(base + info), device, stream);
+  const bool a_written = op.data != nullptr;
+#else
+  const bool a_written = (void(info), false);
 #endif
+  for (const QGemmInput* in : {&a, &b}) {
+    if (in == &a && a_written) continue;
+    const QuantizedOut out = output(in == &a ? sa : sb, base);
     const QuantizeConfig* cfg = &in->cfg;
     const bool col = in->columnwise;
     quantize(in->x, in->dtype, in->R, in->C, in->ld, col ? nullptr : cfg, col ? nullptr : &out, col ? cfg : nullptr,
@@ -117,11 +134,9 @@ void qgemm(const QGemmInput& a, const QGemmInput& b, GemmArgs args, void* worksp
 #ifdef FP4GEMM_WITH_CUDA
   if (a_written) {
     check_gemm(args, true);
-    const cuda::OperandAOut op{cuda::gemm_operand_a(args, args.workspace), reinterpret_cast<uint16_t*>(base + info)};
     return cuda::gemm(args, static_cast<cudaStream_t>(stream), &op);
   }
 #endif
-  (void)info;
   gemm(args, device, stream);
 }
 

@@ -6,7 +6,7 @@ import fp4gemm
 from fp4gemm import ops
 
 
-def test_opcheck_quantize_and_gemm():
+def test_opcheck_the_custom_ops():
     x = torch.randn(32, 64)
     args = (x, "nvfp4", "te", "rtn", False, False, 16, [0] * 8, 0, [], 0, 0, True, True, None, False, False)
     torch.library.opcheck(ops.quantize_op, args)
@@ -15,6 +15,8 @@ def test_opcheck_quantize_and_gemm():
                                         torch.bfloat16, False))
     torch.library.opcheck(ops.dequantize_op, (d, s, a, "nvfp4", "te", 1.0))
     torch.library.opcheck(ops.hadamard_op, (x, 32, [5] * 8))
+    torch.library.opcheck(ops.matmul_op, (x, torch.randn(48, 64), "mxfp4", "floor", "sr", True, 32, [3] * 8, 1, 2,
+                                          torch.randn(48), torch.bfloat16, "auto"))
 
 
 @pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])

@@ -1,6 +1,7 @@
 """GEMMs of quantized operands: fp4gemm.gemm (two QuantizedTensors) and fp4gemm.matmul (torch-like)."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -131,6 +132,6 @@ def matmul(a: torch.Tensor, b: torch.Tensor, fmt: str = "mxfp4", *, scale_rule: 
         bt = bt.contiguous()
     # One native call: both quantizations and the GEMM (on Hopper's FP8 path A's quantizer writes
     # the GEMM's operand itself); the bytes of gemm(quantize(a), quantize(b.t())).
-    d = ops.matmul_op(a.reshape(-1, a.shape[-1]), bt, fmt, rule, rounding, prescale, h.g if h else 0,
+    d = ops.matmul_op(a.reshape(math.prod(a.shape[:-1]), a.shape[-1]), bt, fmt, rule, rounding, prescale, h.g if h else 0,
                       h.sign_words() if h else [], seed, seed_b, bias, out_dtype or a.dtype, mma)
     return d.reshape(list(a.shape[:-1]) + [bt.shape[0]])
