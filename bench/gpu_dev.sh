@@ -22,7 +22,8 @@
 #   carry build/py312/_C.cpython-312-x86_64-linux-gnu.so too), `pygemm` (the GPU GEMM tests and memcheck on
 # that extension; `pygemm:V` on a baseline build/py312/V/_C....so), `pymatmul` (per-kernel time of
 # fp4gemm.matmul calls, that extension against each baseline build carried as build/py312/V/_C....so,
-# two rounds in the same call). Everything ncu writes
+# two rounds in the same call), `opprofile` (ncu of fp4gemm.matmul's two quantize kernels at 8192^3:
+# A's also writing the FP8 operand, B's plain). Everything ncu writes
 # comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -56,6 +57,7 @@ for step in "$@"; do
         echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0' "$OUT/sanitizer_$tool.log") clean summaries)"
         tail -2 "$OUT/sanitizer_$tool.log"
       done
+      [ "${PYQUANT_BENCH:-1}" = 0 ] && continue  # tests and sanitizers only
       timeout 150 python3 bench/bench_quantize.py 2>&1 | tee "$OUT/bench_quantize.md"
       echo "row+col modes, FP4GEMM_QUANTIZE_KERNEL=lanes (the tile kernel):"
       FP4GEMM_QUANTIZE_KERNEL=lanes timeout 100 python3 bench/bench_quantize.py --modes row+col 2>&1 \
@@ -85,6 +87,15 @@ torch.cuda.synchronize(); print('profiled', label)" "$m" > /tmp/ncu/py_$tag.log 
       grep -E '"(Executed Instructions|Issued Ipc Active|Registers Per Thread|Achieved Occupancy|Duration)"' \
         /tmp/ncu/py_${tag}_details.csv | cut -d, -f12- | head
       python3 bench/ncu_sass_summary.py /tmp/ncu/py_${tag}_details.csv /tmp/ncu/py_${tag}_sass.csv 2>&1 | head -40 ;;
+    opprofile)  # ncu of the two quantize launches of fp4gemm.matmul at 8192^3 (A writing the FP8 operand too, B plain)
+      cp build/py312/_C.cpython-312-x86_64-linux-gnu.so python/fp4gemm/ || exit 1
+      PYTHONPATH="$PWD/python" timeout 200 ncu -c 2 -k regex:"quantize_rowblocks" --set full -f -o /tmp/ncu/op \
+        python3 -c "
+import torch, fp4gemm
+x, w = (torch.randn(8192, 8192, device='cuda', dtype=torch.bfloat16) for _ in range(2))
+fp4gemm.matmul(x, w.t(), fmt='mxfp4'); torch.cuda.synchronize(); print('profiled')" > /tmp/ncu/op.log 2>&1
+      echo "== ncu opprofile: exit $?"; grep profiled /tmp/ncu/op.log
+      ncu --import /tmp/ncu/op.ncu-rep --page details 2>&1 | grep -E "quantize_rowblocks|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Theoretical Occupancy|Issued Ipc|Executed Ipc|No Eligible|L2 Hit|Mem Busy|Max Bandwidth" | cut -c1-150 | head -40 ;;
     profile:*)
       v=${step#profile:}
       timeout 150 ncu --launch-skip 1 -c 1 -k regex:"device_kernel|fp8_gemm" --section SpeedOfLight \
@@ -104,8 +115,8 @@ torch.cuda.synchronize(); print('profiled', label)" "$m" > /tmp/ncu/py_$tag.log 
         tests/test_gemm_quantized.py ${v:+-k "not (${PYGEMM_DESELECT:-nothing})"} 2>&1 \
         | tee "$OUT/pytest_gemm${v:+_$v}.log" | tail -2
       if [ -z "$v" ]; then
-        timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
-          tests/test_cuda_gemm.py -k "special or ragged or skips_the_fold" > "$OUT/sanitizer_gemm.log" 2>&1
+        FP4GEMM_TEST_SANITIZER=1 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest \
+          -q -p no:cacheprovider tests/test_cuda_gemm.py -k "special or ragged" > "$OUT/sanitizer_gemm.log" 2>&1
         echo "compute-sanitizer memcheck (GEMM): exit $?"; tail -n 1 "$OUT/sanitizer_gemm.log"
       fi ;;
     pymatmul)  # each kernel's time in one fp4gemm.matmul call (bench/profile_matmul.py), two rounds, the

@@ -17,26 +17,13 @@ using operand::nonzero;
 constexpr int kUnit = 16;  // elements per lane step: 8 code bytes in, 16 (E4M3) or 32 (BF16) bytes out
 constexpr int kWarpsPerCta = 8;
 
-// 16 codes (element 2i in the low nibble of byte i) -> 16 E4M3 bytes through the table.
-__device__ void store_e4m3(uint2 codes, uint64_t table, uint4* dst) {
-  uint32_t out[4];
-  FP4_UNROLL
-  for (int w = 0; w < 4; ++w) {
-    const uint32_t src = (w < 2 ? codes.x : codes.y) >> (16 * (w & 1));
-    uint32_t word = 0;
-    FP4_UNROLL
-    for (int j = 0; j < 4; ++j) {
-      const uint32_t c = (src >> (4 * j)) & 0xF;
-      word |= ((uint32_t(table >> (8 * (c & 7))) & 0xFF) | ((c & 8) << 4)) << (8 * j);
-    }
-    out[w] = word;
-  }
-  *dst = make_uint4(out[0], out[1], out[2], out[3]);
-}
+// 16 codes -> 16 E4M3 bytes through the table (operand_e4m3.cuh: byte permutes, ~1.5 operations
+// an element where a per-code shift / mask / or took ~8; the fold was ALU-bound, ncu, session 19).
+__device__ void store_e4m3(uint2 codes, uint64_t table, uint4* dst) { *dst = operand::e4m3_bytes(codes, table); }
 
 // 16 codes -> 16 BF16 values code * s. s is a power of two or an E4M3 value, so the fp32 product has
 // at most 6 significant bits and its low 16 bits are zero: the truncation to BF16 is exact.
-__device__ void store_bf16(uint2 codes, float s, uint4* dst) {
+__device__ void store_bf16_each(uint2 codes, float s, uint4* dst) {
   uint32_t w[8];
   FP4_UNROLL
   for (int j = 0; j < 8; ++j) {
@@ -49,9 +36,39 @@ __device__ void store_bf16(uint2 codes, float s, uint4* dst) {
   dst[1] = make_uint4(w[4], w[5], w[6], w[7]);
 }
 
+// The same through byte permutes (as operand::e4m3_bytes): the BF16 halves of the 8 magnitudes times
+// s, low bytes and high bytes in two 8-byte tables, picked by four packed codes at a time; the code's sign
+// flips the high byte's sign bit (an XOR, so a negative s gives the IEEE product's sign). A NaN s
+// (an NVFP4 E4M3 scale byte 0x7F / 0xFF) takes the per-element form, whose products are the GPU's
+// canonical NaN whatever the code's sign.
+__device__ void store_bf16(uint2 codes, float s, uint4* dst) {
+  if (s != s) return store_bf16_each(codes, s, dst);
+  uint32_t f[8];  // fp32 bits of magnitude c times s: the BF16 is bytes 2 (low) and 3 (high)
+  FP4_UNROLL
+  for (int c = 0; c < 8; ++c) f[c] = num::f32_bits(num::e2m1_value(uint8_t(c)) * s);
+  uint32_t lo[2], hi[2];
+  FP4_UNROLL
+  for (int h = 0; h < 2; ++h) {
+    const uint32_t a = __byte_perm(f[4 * h], f[4 * h + 1], 0x7362), b = __byte_perm(f[4 * h + 2], f[4 * h + 3], 0x7362);
+    lo[h] = __byte_perm(a, b, 0x5410);
+    hi[h] = __byte_perm(a, b, 0x7632);
+  }
+  uint32_t w[8];
+  FP4_UNROLL
+  for (int q = 0; q < 4; ++q) {
+    const uint32_t src = (q < 2 ? codes.x : codes.y) >> (16 * (q & 1));  // codes 4q .. 4q + 3
+    const uint32_t low = __byte_perm(lo[0], lo[1], src & 0x7777u);
+    const uint32_t high = __byte_perm(hi[0], hi[1], src & 0x7777u) ^ __byte_perm(0x8000u, 0u, (src >> 3) & 0x1111u);
+    w[2 * q] = __byte_perm(low, high, 0x5140);      // elements 4q, 4q + 1
+    w[2 * q + 1] = __byte_perm(low, high, 0x7362);  // elements 4q + 2, 4q + 3
+  }
+  dst[0] = make_uint4(w[0], w[1], w[2], w[3]);
+  dst[1] = make_uint4(w[4], w[5], w[6], w[7]);
+}
+
 // kChunked (the FP8 GEMM's A): each 128-K chunk folds against its own base and writes its scale.
 template <bool kBf16, bool kChunked>
-__global__ void fold_kernel(QuantizedIn q, GemmOperand out, int split) {
+__global__ void __launch_bounds__(32 * kWarpsPerCta, 5) fold_kernel(QuantizedIn q, GemmOperand out, int split) {
   __shared__ uint64_t tables[kShifts];  // E4M3 bytes for each shift d of the window
   __shared__ unsigned part_top[kWarpsPerCta];
   __shared__ bool part_special[2][kWarpsPerCta];  // by row-iteration parity: no third barrier
@@ -82,10 +99,21 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out, int split) {
     double factor = nv_factor;
     if (q.fmt == Format::MXFP4) {
       bool nan = false;
-      for (int64_t u = 32 * part + lane; live && u < units; u += 32 * split) {
-        const unsigned s = num::operand_scale(q, row, u * kUnit);
-        nan |= s == num::kE8M0NaN;
-        if (s != num::kE8M0NaN && s > top && nonzero(src[u])) top = s;
+      // The scale bytes kScaleBatch steps at a time (independent loads in flight); the codes only
+      // where a scale is a new top, which after the first steps is rare.
+      constexpr int kScaleBatch = 4;
+      for (int64_t u0 = 32 * part + lane; live && u0 < units; u0 += 32 * split * kScaleBatch) {
+        unsigned s[kScaleBatch];
+        FP4_UNROLL
+        for (int i = 0; i < kScaleBatch; ++i) {
+          const int64_t u = u0 + i * 32 * split;
+          s[i] = u < units ? num::operand_scale(q, row, u * kUnit) : 0u;
+        }
+        FP4_UNROLL
+        for (int i = 0; i < kScaleBatch; ++i) {
+          nan |= s[i] == num::kE8M0NaN;
+          if (s[i] != num::kE8M0NaN && s[i] > top && nonzero(src[u0 + i * 32 * split])) top = s[i];
+        }
       }
       top = __reduce_max_sync(kFull, top);
       special = __any_sync(kFull, nan);
@@ -104,11 +132,22 @@ __global__ void fold_kernel(QuantizedIn q, GemmOperand out, int split) {
       for (int64_t c = lane; c < chunks; c += 32) out.ones[row / kOnesRows * chunks + c] = 1.0f;
     bool below = false;
     // Warp-uniform: the chunk reduction shuffles.
+    // Each step's loads are issued one step ahead, under the previous step's work.
+    auto codes_at = [&](int64_t u) { return u < units ? src[u] : make_uint2(0u, 0u); };
+    auto scale_at = [&](int64_t u) {
+      return q.fmt == Format::MXFP4 && u < units ? num::operand_scale(q, row, u * kUnit) : 0u;
+    };
+    uint2 c_next = live ? codes_at(32 * part + lane) : make_uint2(0u, 0u);
+    unsigned s_next = live ? scale_at(32 * part + lane) : 0u;
     for (int64_t u0 = 32 * part; live && u0 < units; u0 += 32 * split) {
       const int64_t u = u0 + lane;
       const bool in = u < units;
-      uint2 c = in ? src[u] : make_uint2(0u, 0u);
-      const unsigned s = q.fmt == Format::MXFP4 && in ? num::operand_scale(q, row, u * kUnit) : 0u;
+      uint2 c = c_next;
+      const unsigned s = s_next;
+      if (u0 + 32 * split < units) {
+        c_next = codes_at(u + 32 * split);
+        s_next = scale_at(u + 32 * split);
+      }
       int base = int(top);  // d counts from the row's top block, or the chunk's
       if constexpr (kChunked) {
         // The chunk's largest nonzero block over its 8 lanes, + 1 (0: an all-zero chunk).

@@ -11,6 +11,7 @@ bits below the running sum between promotions (measured: up to 2^-12; docs/numer
 catches a wrong product, block or tile, which is off by O(sum |a b|).
 """
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -363,6 +364,11 @@ def fused_a_inputs(kind, m, k, seed):
 
 
 def kernel_names(fn):
+    """fn() and the names of the CUDA kernels it ran (the profiler's). Under compute-sanitizer the
+    profiler sees no kernels: FP4GEMM_TEST_SANITIZER=1 (bench/gpu_dev.sh sets it there) gives None,
+    and the name checks are left to the plain run."""
+    if os.environ.get("FP4GEMM_TEST_SANITIZER") == "1":
+        return fn(), None
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         out = fn()
         torch.cuda.synchronize()
@@ -390,7 +396,7 @@ def test_quantizer_written_a_gives_the_two_step_bits(kind, rule, rounding, g, pr
         want = fp4gemm.gemm(fp4gemm.quantize(a, "mxfp4", seed=11, **qkw), fp4gemm.quantize(b, "mxfp4", seed=12, **qkw),
                             bias=bias, out_dtype=out_dtype, mma="fp8")
         got, names = kernel_names(lambda: ops.qgemm_native(a, False, cfg[0], b, False, cfg[1], out_dtype, "fp8", bias))
-        assert any("finish_operand_a" in n for n in names), names  # the quantizer wrote A
+        assert names is None or any("finish_operand_a" in n for n in names), names  # the quantizer wrote A
         assert torch.equal(bits(got), bits(want))
         if kind == "special" and m > 7:
             assert torch.isnan(got[5]).all() and torch.isnan(got[7]).all()
