@@ -17,7 +17,7 @@ import timing  # bench/timing.py, beside this script
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 SHAPES = "16384x4096x4096,16384x4096x11008"
-CLASSES = (("quantize", ("quantize_tile", "quantize_rows", "quantize_rowblocks")), ("fold", ("fold_kernel",)),
+CLASSES = (("quantize", ("quantize_tile", "quantize_rows", "quantize_rowblocks")), ("fold", ("fold_kernel", "finish_operand_a")),
            ("fp4 gemm", ("cutlass", "device_kernel", "special_rows")), ("torch gemm", ("gemm", "sm90_xmma", "nvjet")))
 
 

@@ -22,7 +22,7 @@
 #   carry build/py312/_C.cpython-312-x86_64-linux-gnu.so too), `pygemm` (the GPU GEMM tests and memcheck on
 # that extension; `pygemm:V` on a baseline build/py312/V/_C....so), `pymatmul` (per-kernel time of
 # fp4gemm.matmul calls, that extension against each baseline build carried as build/py312/V/_C....so,
-# two rounds in the same call), `opprofile` (ncu of fp4gemm.matmul's two quantize kernels at 8192^3:
+# two rounds in the same call; `pytrain` the same for bench_training.py), `opprofile` (ncu of fp4gemm.matmul's two quantize kernels at 8192^3:
 # A's also writing the FP8 operand, B's plain). Everything ncu writes
 # comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail
@@ -50,7 +50,7 @@ for step in "$@"; do
       export PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1
       timeout 360 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_quantize.py tests/test_encoder_forms.py 2>&1 \
         | tee "$OUT/pytest_quant.log" | tail -4
-      for tool in memcheck racecheck; do
+      [ "${PYQUANT_SANITIZE:-1}" = 0 ] || for tool in memcheck racecheck; do
         timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
           tests/test_cuda_quantize.py \
           -k "(rowblock and (normal or signed) and 257x640) or (tileblock and (normal or signed) and 192x640)" > "$OUT/sanitizer_$tool.log" 2>&1
@@ -119,8 +119,9 @@ fp4gemm.matmul(x, w.t(), fmt='mxfp4'); torch.cuda.synchronize(); print('profiled
           -q -p no:cacheprovider tests/test_cuda_gemm.py -k "special or ragged" > "$OUT/sanitizer_gemm.log" 2>&1
         echo "compute-sanitizer memcheck (GEMM): exit $?"; tail -n 1 "$OUT/sanitizer_gemm.log"
       fi ;;
-    pymatmul)  # each kernel's time in one fp4gemm.matmul call (bench/profile_matmul.py), two rounds, the
-      # built extension against each baseline carried as build/py312/V/_C.cpython-312-x86_64-linux-gnu.so
+    pymatmul|pytrain)  # pymatmul: each kernel's time in one fp4gemm.matmul call (bench/profile_matmul.py);
+      # pytrain: bench_training.py's Tseng et al. and NVFP4 layers. Two rounds, the built extension
+      # against each baseline carried as build/py312/V/_C.cpython-312-x86_64-linux-gnu.so
       so=_C.cpython-312-x86_64-linux-gnu.so
       vs="new $(cd build/py312 && for d in */; do [ -f "$d$so" ] && echo "${d%/}"; done | tr '\n' ' ')"
       for v in $vs; do
@@ -129,9 +130,14 @@ fp4gemm.matmul(x, w.t(), fmt='mxfp4'); torch.cuda.synchronize(); print('profiled
         cp "$src" /tmp/ab_$v/fp4gemm/$so || exit 1
       done
       for r in 1 2; do for v in $vs; do
-        echo "== pymatmul round $r: $v"
-        PYTHONPATH=/tmp/ab_$v timeout 60 python3 bench/profile_matmul.py \
-          --shapes 8192x8192x8192,16384x4096x4096,128x8192x8192 2>&1 | tee -a "$OUT/pymatmul_$v.log" | cut -c1-110
+        echo "== $step round $r: $v"
+        if [ $step = pymatmul ]; then
+          PYTHONPATH=/tmp/ab_$v timeout 60 python3 bench/profile_matmul.py \
+            --shapes 8192x8192x8192,16384x4096x4096,128x8192x8192 2>&1 | tee -a "$OUT/pymatmul_$v.log" | cut -c1-110
+        else
+          PYTHONPATH=/tmp/ab_$v:$PWD/bench timeout 100 python3 bench/bench_training.py --recipes tseng,nvfp4 2>&1 \
+            | tee -a "$OUT/pytrain_$v.log" | grep "|"
+        fi
       done; done ;;
     *) echo "unknown step $step" ;;
   esac
