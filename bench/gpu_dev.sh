@@ -119,11 +119,13 @@ fp4gemm.matmul(x, w.t(), fmt='mxfp4'); torch.cuda.synchronize(); print('profiled
           -q -p no:cacheprovider tests/test_cuda_gemm.py -k "special or ragged" > "$OUT/sanitizer_gemm.log" 2>&1
         echo "compute-sanitizer memcheck (GEMM): exit $?"; tail -n 1 "$OUT/sanitizer_gemm.log"
       fi ;;
-    pymatmul|pytrain)  # pymatmul: each kernel's time in one fp4gemm.matmul call (bench/profile_matmul.py);
-      # pytrain: bench_training.py's Tseng et al. and NVFP4 layers. Two rounds, the built extension
-      # against each baseline carried as build/py312/V/_C.cpython-312-x86_64-linux-gnu.so
+    pymatmul|pytrain|pymatmul:*|pytrain:*)  # pymatmul: each kernel's time in one fp4gemm.matmul call
+      # (bench/profile_matmul.py); pytrain: bench_training.py's Tseng et al. and NVFP4 layers. Two
+      # rounds, the built extension ("new") against each baseline carried as
+      # build/py312/V/_C.cpython-312-x86_64-linux-gnu.so, or those listed: pytrain:new,base
       so=_C.cpython-312-x86_64-linux-gnu.so
       vs="new $(cd build/py312 && for d in */; do [ -f "$d$so" ] && echo "${d%/}"; done | tr '\n' ' ')"
+      case "$step" in *:*) vs=$(echo "${step#*:}" | tr , ' '); step=${step%%:*} ;; esac
       for v in $vs; do
         mkdir -p /tmp/ab_$v/fp4gemm && cp -r python/fp4gemm/. /tmp/ab_$v/fp4gemm/
         src=build/py312/$so; [ $v = new ] || src=build/py312/$v/$so

@@ -123,7 +123,8 @@ struct QGemmInput {
 // (qgemm_workspace_size bytes, then gemm()'s own scratch): one host round trip and one allocation
 // where the two-step path makes three and about ten (the training layer's backward GEMMs).
 // args carries alpha, bias, d, out_dtype, fp32_accumulate and mma; its operands are filled in here.
-// The bytes equal quantize() + gemm() with the same configurations.
+// The bytes equal quantize() + gemm() with the same configurations. On Hopper's FP8 path an MXFP4
+// rowwise A is quantized straight into the GEMM's operand form (no fold pass over A).
 size_t qgemm_workspace_size(const QGemmInput& a, const QGemmInput& b, const GemmArgs& args, bool device);
 void qgemm(const QGemmInput& a, const QGemmInput& b, GemmArgs args, void* workspace, size_t workspace_size,
            bool device, void* stream);
