@@ -13,6 +13,8 @@
 // swizzle, so that a thread's 128-byte piece reads bank-conflict free) in a ring of stages, at no
 // instruction cost per element. Every value goes through the fp32 operations of numerics.h
 // (hadamard_block, Codec), so the bytes equal the CPU path's.
+// The kOp instances (MXFP4, K a multiple of 128; qgemm's A on Hopper's FP8 path) also write the FP8
+// GEMM's folded A and one uint16 per 128-K chunk (cuda_api.h OperandAOut), so gemm() skips A's fold.
 #include <cstdlib>
 #include <cstring>
 
