@@ -10,16 +10,11 @@
 namespace fp4gemm::cuda {
 namespace {
 
-using operand::e4m3_table;
 using operand::kShifts;
 using operand::nonzero;
 
 constexpr int kUnit = 16;  // elements per lane step: 8 code bytes in, 16 (E4M3) or 32 (BF16) bytes out
 constexpr int kWarpsPerCta = 8;
-
-// 16 codes -> 16 E4M3 bytes through the table (operand_e4m3.cuh: byte permutes, ~1.5 operations
-// an element where a per-code shift / mask / or took ~8; the fold was ALU-bound, ncu, session 19).
-__device__ void store_e4m3(uint2 codes, uint64_t table, uint4* dst) { *dst = operand::e4m3_bytes(codes, table); }
 
 // 16 codes -> 16 BF16 values code * s. s is a power of two or an E4M3 value, so the fp32 product has
 // at most 6 significant bits and its low 16 bits are zero: the truncation to BF16 is exact.
@@ -57,8 +52,8 @@ __device__ void store_bf16(uint2 codes, float s, uint4* dst) {
   FP4_UNROLL
   for (int q = 0; q < 4; ++q) {
     const uint32_t src = (q < 2 ? codes.x : codes.y) >> (16 * (q & 1));  // codes 4q .. 4q + 3
-    const uint32_t low = __byte_perm(lo[0], lo[1], src & 0x7777u);
-    const uint32_t high = __byte_perm(hi[0], hi[1], src & 0x7777u) ^ __byte_perm(0x8000u, 0u, (src >> 3) & 0x1111u);
+    const uint32_t low = __byte_perm(lo[0], lo[1], operand::magnitude_selectors(src));
+    const uint32_t high = __byte_perm(hi[0], hi[1], operand::magnitude_selectors(src)) ^ operand::sign_bytes(src);
     w[2 * q] = __byte_perm(low, high, 0x5140);      // elements 4q, 4q + 1
     w[2 * q + 1] = __byte_perm(low, high, 0x7362);  // elements 4q + 2, 4q + 3
   }
@@ -73,7 +68,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerCta, 5) fold_kernel(QuantizedIn 
   __shared__ unsigned part_top[kWarpsPerCta];
   __shared__ bool part_special[2][kWarpsPerCta];  // by row-iteration parity: no third barrier
   if (!kBf16) {
-    for (int i = threadIdx.x; i < kShifts; i += blockDim.x) tables[i] = e4m3_table(i + kWindowLowE4M3);
+    for (int i = threadIdx.x; i < kShifts; i += blockDim.x) tables[i] = operand::e4m3_table(i + kWindowLowE4M3);
     __syncthreads();
   }
   constexpr int kLow = kBf16 ? kWindowLowBF16 : kWindowLowE4M3;
@@ -186,7 +181,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerCta, 5) fold_kernel(QuantizedIn 
                                                 : num::exp2i(d);
         store_bf16(c, sb, o);
       } else {
-        store_e4m3(c, tables[d - kWindowLowE4M3], o);
+        *o = operand::e4m3_bytes(c, tables[d - kWindowLowE4M3]);  // byte permutes (operand_e4m3.cuh)
       }
     }
     special = __any_sync(kFull, special || below);

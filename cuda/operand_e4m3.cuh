@@ -21,16 +21,19 @@ __device__ inline uint64_t e4m3_table(int d) {
   return t;
 }
 
-// 16 codes (element 2i in the low nibble of byte i) -> 16 E4M3 bytes through the table. A byte
-// permute picks bytes by 4-bit selectors, which is what four packed codes are: their magnitudes
-// (c & 7) select the table bytes, their sign bits select 0x00 or 0x80 from a constant.
+// Four packed codes (in the low 16 bits of src) as byte-permute selectors: their magnitudes (c & 7)
+// pick bytes of an 8-byte table; their sign bits pick 0x00 or 0x80 (sign_bytes).
+__device__ __forceinline__ uint32_t magnitude_selectors(uint32_t src) { return src & 0x7777u; }
+__device__ __forceinline__ uint32_t sign_bytes(uint32_t src) { return __byte_perm(0x8000u, 0u, (src >> 3) & 0x1111u); }
+
+// 16 codes (element 2i in the low nibble of byte i) -> 16 E4M3 bytes through the table.
 __device__ __forceinline__ uint4 e4m3_bytes(uint2 codes, uint64_t table) {
   const uint32_t lo = uint32_t(table), hi = uint32_t(table >> 32);
   uint32_t out[4];
-#pragma unroll
+  FP4_UNROLL
   for (int w = 0; w < 4; ++w) {
-    const uint32_t src = (w < 2 ? codes.x : codes.y) >> (16 * (w & 1));  // codes in the low 16 bits
-    out[w] = __byte_perm(lo, hi, src & 0x7777u) | __byte_perm(0x8000u, 0u, (src >> 3) & 0x1111u);
+    const uint32_t src = (w < 2 ? codes.x : codes.y) >> (16 * (w & 1));  // codes 4w .. 4w + 3
+    out[w] = __byte_perm(lo, hi, magnitude_selectors(src)) | sign_bytes(src);
   }
   return make_uint4(out[0], out[1], out[2], out[3]);
 }
