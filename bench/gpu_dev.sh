@@ -22,9 +22,9 @@
 #   carry build/py312/_C.cpython-312-x86_64-linux-gnu.so too), `pygemm` (the GPU GEMM tests and memcheck on
 # that extension; `pygemm:V` on a baseline build/py312/V/_C....so), `pymatmul` (per-kernel time of
 # fp4gemm.matmul calls, that extension against each baseline build carried as build/py312/V/_C....so,
-# two rounds in the same call; `pytrain` the same for bench_training.py), `opprofile` (ncu of fp4gemm.matmul's two quantize kernels at 8192^3:
-# A's also writing the FP8 operand, B's plain). Everything ncu writes
-# comes back as one archive, $OUT/ncu.tgz.
+# two rounds in the same call; `pytrain` the same for bench_training.py), `opprofile` (ncu of
+# fp4gemm.matmul's two quantize kernels at 8192^3: A's also writing the FP8 operand, B's plain).
+# Everything ncu writes comes back as one archive, $OUT/ncu.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
